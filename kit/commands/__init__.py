@@ -1,0 +1,1 @@
+"""Sub-commands of `kit`, discovered by `kit.cli` (one module each)."""

@@ -1,0 +1,37 @@
+"""Shared fixtures and tier detection for the test suite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep the developer's own model cache out of tests; share one cache per session."""
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path_factory.getbasetemp() / "kit-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def gpt2_tokenizer_dir() -> Path | None:
+    value = os.environ.get("KIT_GPT2_TOKENIZER_DIR")
+    if value and (Path(value) / "vocab.json").exists():
+        return Path(value)
+    return None
