@@ -1,0 +1,1 @@
+"""WHERE and WHEN cells run: host and Docker runners, the sweep journal, resume."""
