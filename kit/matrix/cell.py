@@ -1,0 +1,118 @@
+"""The cell: one measured unit (a frozen record with a stable id)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from typing import Any
+
+BACKENDS = (
+    "transformers-eager",
+    "transformers-compile",
+    "onnxruntime",
+    "tensorrt",
+    "vllm",
+    "ollama",
+)
+DEVICES = ("cpu", "cuda")
+MODES = ("prefill", "kv_decode", "e2e_kv", "generate")
+DTYPES = ("fp32", "fp16", "bf16")
+QUANTIZATIONS = ("fp32", "fp16", "int8")
+CACHES = ("dynamic", "static")
+
+# The fields that make a cell group: cells sharing them share one process (one model load,
+# one compilation, one fresh compiler cache).
+GROUP_FIELDS = (
+    "matrix",
+    "group",
+    "backend",
+    "device",
+    "model",
+    "dtype",
+    "quantization",
+    "compile",
+    "cache",
+    "cudagraphs",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One cell of a matrix, fully resolved. See docs/FORMATS.md for each field."""
+
+    matrix: str
+    group: str
+    backend: str
+    backend_label: str
+    device: str
+    model: str
+    dtype: str
+    quantization: str | None
+    scenario: str
+    prompt_index: int
+    batch_size: int
+    concurrency: int
+    mode: str
+    repetitions: int
+    warmup: int
+    max_new_tokens: int
+    token_len: int | None
+    compile: dict[str, Any] | None
+    cache: str
+    pad_to_multiple: int | None
+    cudagraphs: bool
+    sampling: dict[str, Any]
+    seed: int
+    extension: bool = False
+
+    @functools.cached_property
+    def id(self) -> str:
+        return cell_id(self.fields())
+
+    def fields(self) -> dict[str, Any]:
+        """Every field except the id, as plain JSON-able values."""
+        return dataclasses.asdict(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **self.fields()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        """Rebuild a cell (e.g. from matrix/cells.json); the id must match its fields."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        cell = cls(**{k: v for k, v in data.items() if k in names})
+        if "id" in data and data["id"] != cell.id:
+            raise ValueError(f"cell id {data['id']} does not match its fields (expected {cell.id})")
+        return cell
+
+    def replace(self, **changes: Any) -> Cell:
+        return dataclasses.replace(self, **changes)
+
+    def group_key(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in GROUP_FIELDS}
+
+    def group_id(self) -> str:
+        """A short filesystem-safe id of the cell's group."""
+        digest = hashlib.sha256(canonical_json(self.group_key()).encode()).hexdigest()[:10]
+        safe_model = self.model.replace(":", "-").replace("/", "-")
+        return f"{self.group}.{self.backend}.{self.device}.{safe_model}.{self.dtype}.{digest}"
+
+    def flat(self) -> dict[str, Any]:
+        """Fields flattened for selection: nested dicts become dotted keys."""
+        out: dict[str, Any] = {"id": self.id}
+        for key, value in self.fields().items():
+            if isinstance(value, dict):
+                for sub, subvalue in value.items():
+                    out[f"{key}.{sub}"] = subvalue
+            out[key] = value
+        return out
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def cell_id(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()[:16]
