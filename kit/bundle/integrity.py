@@ -1,0 +1,99 @@
+"""Every check the run made, as rows with a result (`pass`, `fail`, `unknown`).
+
+The run itself records evidence in `cell_finished` (status, reasons, an `evidence` dict: compile
+proof, counters, parity) and in each sample's status (`length_mismatch`, `suspicious_fast`);
+the telemetry join adds throttling. This module turns all of it into one table, so a reviewer
+reads every check in one place (`integrity/checks.jsonl`, `integrity/checks.csv`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from kit.bundle.results import JournalFacts
+from kit.bundle.rundir import CellStatus
+
+CHECK_COLUMNS = ("cell", "check", "result", "detail")
+_PROOF_FLAGS = ("passed", "ok", "real_inductor", "verified", "compiled")
+
+
+def _row(cell: str, check: str, ok: bool | None, detail: str) -> dict[str, str]:
+    result = "unknown" if ok is None else ("pass" if ok else "fail")
+    return {"cell": cell, "check": check, "result": result, "detail": detail}
+
+
+def _compile_proof(evidence: dict[str, Any]) -> tuple[bool | None, str]:
+    """Read whatever compile proof the harness recorded (keys containing 'compile')."""
+    entries = {k: v for k, v in evidence.items() if "compile" in k.lower()}
+    breaks = evidence.get("graph_breaks")
+    for key, value in sorted(entries.items()):
+        if isinstance(value, bool):
+            return value, f"{key}={value}"
+        if isinstance(value, dict):
+            for flag in _PROOF_FLAGS:
+                if isinstance(value.get(flag), bool):
+                    return bool(value[flag]), f"{key}.{flag}={value[flag]}"
+            if isinstance(value.get("graph_breaks"), int):
+                breaks = value["graph_breaks"]
+    if isinstance(breaks, int) and not isinstance(breaks, bool):
+        return breaks == 0, f"graph_breaks={breaks}"
+    if entries:
+        return None, "compile evidence recorded but no pass/fail flag in it"
+    return False, "no compile proof recorded"
+
+
+def _evidence_flags(evidence: dict[str, Any]) -> Iterable[tuple[str, bool, str]]:
+    for key, value in sorted(evidence.items()):
+        if "compile" in key.lower():
+            continue
+        if isinstance(value, bool):
+            yield key, value, f"{key}={value}"
+        elif isinstance(value, dict) and isinstance(value.get("passed"), bool):
+            detail = str(value.get("detail", "")) or f"{key}.passed={value['passed']}"
+            yield key, bool(value["passed"]), detail
+
+
+def derive_checks(
+    cells: list[dict[str, Any]],
+    statuses: dict[str, CellStatus],
+    facts: JournalFacts,
+    throttle: dict[str, set[str]] | None,
+) -> list[dict[str, str]]:
+    """Checks per cell in `cells` order. `throttle` is None when there is no telemetry."""
+    rows: list[dict[str, str]] = []
+    for cell in cells:
+        cid = str(cell.get("id"))
+        status = statuses.get(cid)
+        if status is None:
+            rows.append(_row(cid, "cell_status", False, "missing: the cell never finished"))
+            continue
+        reasons = "; ".join(status.reasons)
+        rows.append(_row(cid, "cell_status", status.status == "ok", f"{status.status}: {reasons}"))
+        counts = {"length_mismatch": 0, "suspicious_fast": 0, "timed": 0}
+        for (c, _), acc in facts.phases.items():
+            if c == cid:
+                counts["timed"] += acc.n_samples
+                counts["length_mismatch"] += acc.by_status.get("length_mismatch", 0)
+                counts["suspicious_fast"] += acc.by_status.get("suspicious_fast", 0)
+        timed = counts["timed"]
+        bad = counts["length_mismatch"]
+        rows.append(_row(cid, "output_length", bad == 0, f"{bad} of {timed} timed samples"))
+        fast = counts["suspicious_fast"]
+        rows.append(_row(cid, "plausible_timing", fast == 0, f"{fast} of {timed} timed samples"))
+        finished = facts.finished.get(cid, {})
+        evidence = finished.get("evidence") if isinstance(finished, dict) else None
+        evidence = evidence if isinstance(evidence, dict) else {}
+        if cell.get("compile"):
+            ok, detail = _compile_proof(evidence)
+            rows.append(_row(cid, "compile_proof", ok, detail))
+        for key, ok_flag, detail in _evidence_flags(evidence):
+            rows.append(_row(cid, f"evidence.{key}", ok_flag, detail))
+        if throttle is not None:
+            seen = throttle.get(cid)
+            if seen is None:
+                rows.append(_row(cid, "no_throttle", None, "no telemetry in the cell's window"))
+            else:
+                detail = "+".join(sorted(seen)) if seen else "no throttle reasons"
+                rows.append(_row(cid, "no_throttle", not seen, detail))
+    return rows
