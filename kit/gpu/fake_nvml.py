@@ -39,7 +39,6 @@ from pynvml import (
     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
     NVMLError,
     NVMLError_DriverNotLoaded,
-    NVMLError_FunctionNotFound,
     NVMLError_GpuIsLost,
     NVMLError_InvalidArgument,
     NVMLError_LibraryNotFound,
@@ -48,19 +47,17 @@ from pynvml import (
     NVMLError_Uninitialized,
 )
 
-__all__ = [
-    "NVML_CLOCK_GRAPHICS", "NVML_CLOCK_MEM", "NVML_CLOCK_SM", "NVML_FI_DEV_ENERGY",
-    "NVML_FI_DEV_POWER_INSTANT", "NVML_PERF_POLICY_POWER", "NVML_PERF_POLICY_THERMAL",
-    "NVML_TEMPERATURE_GPU", "NVMLError", "NVMLError_DriverNotLoaded",
-    "NVMLError_FunctionNotFound", "NVMLError_GpuIsLost", "NVMLError_InvalidArgument",
-    "NVMLError_LibraryNotFound", "NVMLError_NoPermission", "NVMLError_NotSupported",
-    "NVMLError_Uninitialized", "SCENARIOS", "configure", "lose",
-]  # fmt: skip
-
 SCENARIOS = (
-    "h100", "two-gpus", "throttling", "no-instant-power", "lost-mid-run",
-    "none", "no-driver", "no-library", "no-permission",
-)  # fmt: skip
+    "h100",
+    "two-gpus",
+    "throttling",
+    "no-instant-power",
+    "lost-mid-run",
+    "none",
+    "no-driver",
+    "no-library",
+    "no-permission",
+)
 
 _INIT_ERRORS: dict[str, type[NVMLError]] = {
     "no-driver": NVMLError_DriverNotLoaded,

@@ -91,9 +91,11 @@ class SamplerHandle:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.stop()
 
 
@@ -106,9 +108,12 @@ def _log_tail(folder: Path, limit: int = 600) -> str:
 
 
 def start_sampler(
-    run_dir: Path | str, hz: float = DEFAULT_HZ, gpus: Sequence[int] | None = None,
-    ready_timeout_s: float = 20.0, python: str | None = None,
-) -> SamplerHandle:  # fmt: skip
+    run_dir: Path | str,
+    hz: float = DEFAULT_HZ,
+    gpus: Sequence[int] | None = None,
+    ready_timeout_s: float = 20.0,
+    python: str | None = None,
+) -> SamplerHandle:
     """Start `python -m kit.gpu.sampler` writing RUN_DIR/telemetry; return once it wrote its
     first row, reported that no GPU is available, or failed (see `SamplerHandle.reason`).
     Raises KitError only for a rate above 100 Hz or below zero."""
@@ -117,15 +122,29 @@ def start_sampler(
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_KIT_ROOT, env.get("PYTHONPATH")) if p)
-    cmd = [python or sys.executable, "-m", "kit.gpu.sampler", "--out", str(folder),
-           "--hz", f"{hz:g}", "--parent-pid", str(os.getpid())]  # fmt: skip
+    cmd = [
+        python or sys.executable,
+        "-m",
+        "kit.gpu.sampler",
+        "--out",
+        str(folder),
+        "--hz",
+        f"{hz:g}",
+        "--parent-pid",
+        str(os.getpid()),
+    ]
     if gpus is not None:
         cmd += ["--gpus", ",".join(str(g) for g in gpus)]
     with open(folder / "sampler.log", "ab") as log:
         proc: subprocess.Popen[str] = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
-            env=env, start_new_session=True,  # Ctrl-C reaches the orchestrator, which stops us
-        )  # fmt: skip
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,  # Ctrl-C reaches the orchestrator, which stops us
+        )
     return SamplerHandle(proc, folder, _first_line(proc, ready_timeout_s))
 
 

@@ -62,7 +62,8 @@ def read_status(folder: Path) -> dict[str, Any]:
 
 def _open_csv(path: Path) -> IO[str]:
     fresh = not path.exists() or path.stat().st_size == 0
-    handle = open(path, "a", encoding="utf-8")  # append: a resumed run keeps its rows
+    # Stays open for the whole loop; closed in run_sampler. Append: a resumed run keeps rows.
+    handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
     if fresh:
         handle.write(header_line())
     return handle
@@ -76,9 +77,13 @@ class _Stop:
 
 
 def run_sampler(
-    out: Path, hz: float, gpus: Sequence[int] | None, parent_pid: int | None,
-    duration_s: float | None = None, ready: IO[str] | None = None,
-) -> int:  # fmt: skip
+    out: Path,
+    hz: float,
+    gpus: Sequence[int] | None,
+    parent_pid: int | None,
+    duration_s: float | None = None,
+    ready: IO[str] | None = None,
+) -> int:
     """The sampler loop. Returns the exit code (0 also when no GPU is available)."""
     check_rate(hz)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,9 +91,13 @@ def run_sampler(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     status: dict[str, Any] = {
-        "schema": 1, "pid": os.getpid(), "hz": hz, "status": "starting",
-        "started_ns": time.monotonic_ns(), "nvml_fake": os.environ.get(nvml.FAKE_ENV) or None,
-    }  # fmt: skip
+        "schema": 1,
+        "pid": os.getpid(),
+        "hz": hz,
+        "status": "starting",
+        "started_ns": time.monotonic_ns(),
+        "nvml_fake": os.environ.get(nvml.FAKE_ENV) or None,
+    }
     try:
         if gpus is None:
             gpus = list(range(int(nvml.query("nvmlDeviceGetCount") or 0)))

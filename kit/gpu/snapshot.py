@@ -10,9 +10,17 @@ from kit.gpu import nvml
 from kit.gpu.nvml import GpuLost, GpuUnavailable
 
 ARCHITECTURES = {
-    2: "kepler", 3: "maxwell", 4: "pascal", 5: "volta", 6: "turing", 7: "ampere",
-    8: "ada", 9: "hopper", 10: "blackwell", 13: "rubin",
-}  # fmt: skip
+    2: "kepler",
+    3: "maxwell",
+    4: "pascal",
+    5: "volta",
+    6: "turing",
+    7: "ampere",
+    8: "ada",
+    9: "hopper",
+    10: "blackwell",
+    13: "rubin",
+}
 COMPUTE_MODES = {0: "default", 1: "exclusive_thread", 2: "prohibited", 3: "exclusive_process"}
 
 
@@ -147,7 +155,8 @@ def detect() -> Detection:
         return Detection([], f"{err.title}.")
     if not handles:
         return Detection(
-            [], "NVML works but reports no GPU: check `nvidia-smi` and CUDA_VISIBLE_DEVICES "
+            [],
+            "NVML works but reports no GPU: check `nvidia-smi` and CUDA_VISIBLE_DEVICES "
             "or the container's GPU access.",
         )
     gpus: list[GpuSnapshot] = []

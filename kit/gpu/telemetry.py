@@ -21,10 +21,23 @@ import numpy as np
 from kit.gpu import nvml
 
 COLUMNS = (
-    "t_ns", "gpu", "sm_clock_mhz", "graphics_clock_mhz", "mem_clock_mhz", "power_w",
-    "power_kind", "energy_mj", "temp_c", "clock_event_reasons", "power_violation_ns",
-    "thermal_violation_ns", "util_gpu_pct", "util_mem_pct", "mem_used_mib", "pstate",
-)  # fmt: skip
+    "t_ns",
+    "gpu",
+    "sm_clock_mhz",
+    "graphics_clock_mhz",
+    "mem_clock_mhz",
+    "power_w",
+    "power_kind",
+    "energy_mj",
+    "temp_c",
+    "clock_event_reasons",
+    "power_violation_ns",
+    "thermal_violation_ns",
+    "util_gpu_pct",
+    "util_mem_pct",
+    "mem_used_mib",
+    "pstate",
+)
 NUMERIC = tuple(c for c in COLUMNS if c != "power_kind")
 
 # Clock event ("throttle") reason bits, as NVML defines them (nvmlClocksEventReason*).
@@ -150,7 +163,7 @@ def parse_line(line: str) -> dict[str, Any] | None:
     if len(parts) != len(COLUMNS) or parts[0] == "t_ns" or not line.endswith("\n"):
         return None
     row: dict[str, Any] = {}
-    for name, raw in zip(COLUMNS, parts):
+    for name, raw in zip(COLUMNS, parts, strict=True):
         if name == "power_kind":
             row[name] = raw or None
         elif raw == "":
