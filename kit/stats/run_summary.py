@@ -8,7 +8,7 @@ the statistics; the primary metric is `latency_ms`, and `cuda_event_ms` is summa
 when present.
 
 A cell's status is its `cells.jsonl` status; else its last `cell_finished` in the journal;
-else `incomplete` (started, never finished) or `not_run` (never started). Every cell gets at
+else `incomplete` (started or has samples, never finished) or `not_run` (nothing at all). Every cell gets at
 least one row: a cell without samples has a row for its mode with n = 0.
 """
 
@@ -198,7 +198,7 @@ def summarize_run(
             status, reasons = final.status, final.reasons
         elif cell_scan is not None and cell_scan.finished_status is not None:
             status, reasons = cell_scan.finished_status, tuple(cell_scan.finished_reasons)
-        elif cell_scan is not None and cell_scan.attempts > 0:
+        elif cell_scan is not None and (cell_scan.attempts > 0 or cell_scan.phases):
             status, reasons = INCOMPLETE, ("started but never finished",)
         else:
             status, reasons = NOT_RUN, ()
