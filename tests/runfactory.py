@@ -1,6 +1,6 @@
 """Build synthetic run directories that follow docs/FORMATS.md exactly, for tests.
 
-    from tests.runfactory import make_run_dir
+    from runfactory import make_run_dir  # pytest puts tests/ on sys.path (no __init__.py)
     run = make_run_dir(tmp_path / "run", n_cells=3, n_samples=10,
                        statuses=["ok", "crash", "not_run"], telemetry_rows=50)
     run.path          # the run directory

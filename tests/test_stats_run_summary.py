@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runfactory import make_run_dir
 
 from kit.errors import KitError
-from kit.stats import summarize_run, write_summary
-from tests.runfactory import make_run_dir
+from kit.stats import PhaseSummary, RunSummary, summarize_run, write_summary
 
 
-def _rows_by_cell(summary):  # type: ignore[no-untyped-def]
+def _rows_by_cell(summary: RunSummary) -> dict[str, PhaseSummary]:
     return {row.cell: row for row in summary.rows}
 
 

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from runfactory import make_run_dir
 
 from kit.cli import main
-from tests.runfactory import make_run_dir
 
 
 def test_table_lists_every_cell_and_writes_summary_files(
