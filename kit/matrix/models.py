@@ -22,7 +22,7 @@ BUILTIN_MODELS = Path(__file__).resolve().parent / "builtin" / "models.yaml"
 FAMILIES = ("gpt2", "qwen2", "ollama")
 TOKENIZERS = ("gpt2", "qwen2")
 
-_MODEL_KEYS = {
+_MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "id": str,
     "family": str,
     "hub_id": (str, type(None)),

@@ -38,7 +38,10 @@ INIT_DESCRIPTION = "irwin-hall(4 x 16-bit) approx normal(0, 0.02); biases 0; nor
 _CHUNK = 1 << 22  # values per generated chunk: bounds memory, not the result
 _LANE_MEAN = 4 * 32767.5
 _SCALE = np.float32(INIT_STD / math.sqrt(4 * (65536.0**2 - 1) / 12))
-_DTYPES = {"float32": ("F32", np.dtype("<f4")), "float16": ("F16", np.dtype("<f2"))}
+_DTYPES: dict[str, tuple[str, np.dtype]] = {
+    "float32": ("F32", np.dtype("<f4")),
+    "float16": ("F16", np.dtype("<f2")),
+}
 DEFAULT_DTYPE = {"gpt2": "float32", "qwen2": "float16"}
 
 
