@@ -133,11 +133,11 @@ def _samples(journal: _Journal, run: SyntheticRun, cell: dict[str, Any], index: 
 
 def _write_telemetry(path: Path, rows: int, span: tuple[int, int]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    step = max(1, (span[1] - span[0]) // max(1, rows - 1))
+    length = span[1] - span[0]
     with path.open("w", encoding="utf-8") as out:
         out.write(TELEMETRY_HEADER + "\n")
         for i in range(rows):
-            t = span[0] + i * step
+            t = span[0] + length * i // max(1, rows - 1)  # first row at start, last at end
             out.write(
                 f"{t},0,{1980 - i % 7},{1980 - i % 7},2619,{250.0 + i % 13:.1f},instant,"
                 f"{1_000_000 + i * 25},{55 + i % 5},0,0,0,{90 + i % 10},{40 + i % 7},"

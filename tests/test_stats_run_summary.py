@@ -209,3 +209,26 @@ def test_stats_never_imports_torch_or_textual() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def test_runfactory_cells_are_real_cells(tmp_path: Path) -> None:
+    """The factory follows docs/FORMATS.md: every field present, ids as kit.matrix computes."""
+    from kit.matrix.cell import Cell
+
+    run = make_run_dir(tmp_path / "run", n_cells=4, modes=["prefill", "kv_decode", "e2e_kv"])
+    on_disk = json.loads((run.path / "matrix" / "cells.json").read_text())
+    assert on_disk == run.cells
+    for data in on_disk:
+        assert Cell.from_dict(data).to_dict() == data
+    journal = [json.loads(line) for line in (run.path / "journal.jsonl").open()]
+    assert all("event" in e and isinstance(e["t_ns"], int) for e in journal)
+    assert [e["t_ns"] for e in journal] == sorted(e["t_ns"] for e in journal)
+    assert journal[0]["event"] == "run_started" and journal[-1]["event"] == "run_finished"
+
+
+def test_runfactory_telemetry_covers_the_run(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path / "run", n_cells=1, telemetry_rows=20)
+    with (run.path / "telemetry" / "gpu0.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 20 and rows[0]["power_kind"] == "instant"
+    assert int(rows[0]["t_ns"]) == run.span_ns[0] and int(rows[-1]["t_ns"]) == run.span_ns[1]
