@@ -34,7 +34,9 @@ def _vectors() -> list[tuple[str, list[int]]]:
     # Both files end with a separator / newline, so each split ends with "" (an empty input
     # whose expected ids are empty): 47 pairs, as the README counts them.
     assert len(inputs) == len(outputs) == 47
-    return [(text, [int(i) for i in line.split()]) for text, line in zip(inputs, outputs)]
+    return [
+        (text, [int(i) for i in line.split()]) for text, line in zip(inputs, outputs, strict=True)
+    ]
 
 
 @needs_gpt2
@@ -101,7 +103,7 @@ def test_env_var_pointing_at_a_wrong_folder_is_an_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(tk.GPT2_ENV, str(tmp_path))
-    with pytest.raises(KitError, match="does not hold vocab.json"):
+    with pytest.raises(KitError, match=r"does not hold vocab\.json"):
         tk.tokenize("gpt2-25m", "Hello")
 
 
