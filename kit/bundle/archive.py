@@ -15,7 +15,7 @@ import os
 import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from kit.errors import KitError
 
@@ -69,7 +69,8 @@ def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-def _open_compressed(raw: IO[bytes], compression: str) -> IO[bytes]:
+def _open_compressed(raw: IO[bytes], compression: str) -> Any:
+    # Any: GzipFile and zstandard's writer share only write/close, which is all tarfile uses.
     if compression == "gz":
         # filename="" and mtime=0: the gzip header names nothing and dates nothing.
         return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)
@@ -80,8 +81,10 @@ def _open_compressed(raw: IO[bytes], compression: str) -> IO[bytes]:
             raise KitError(
                 "zstd output needs the 'zstandard' package", "pip install zstandard"
             ) from None
-        writer = zstandard.ZstdCompressor(level=10, threads=0).stream_writer(raw, closefd=False)
-        return writer  # type: ignore[return-value]
+        writer = zstandard.ZstdCompressor(level=10, threads=0, write_checksum=True).stream_writer(
+            raw, closefd=False
+        )
+        return writer
     raise KitError(f"unknown compression {compression!r}", "use gz or zst")
 
 

@@ -133,6 +133,11 @@ def build_manifest(staged: Staged) -> dict[str, Any]:
         "incomplete": bool(staged.missing),
         "run_finished": facts.run_finished,
         "run_span_ns": list(facts.span) if facts.span else None,
+        "cells_span_ns": (
+            [min(w.start_ns for w in facts.windows), max(w.end_ns for w in facts.windows)]
+            if facts.windows
+            else None
+        ),
         "telemetry": telemetry,
         "energy_j": {
             "gpus": staged.gpus_in_use,

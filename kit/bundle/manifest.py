@@ -65,6 +65,7 @@ class Manifest:
     missing_cells: list[str]
     n_cells: int
     run_span_ns: tuple[int, int] | None
+    cells_span_ns: tuple[int, int] | None  # first cell start .. last cell end
     device: str
     matrix: dict[str, Any]
     raw: dict[str, Any]
@@ -78,6 +79,7 @@ def _read_v1(raw: dict[str, Any]) -> Manifest:
     try:
         cells = raw["cells"]
         span = raw.get("run_span_ns")
+        cells_span = raw.get("cells_span_ns")
         return Manifest(
             schema=1,
             content_hash=str(raw["content_hash"]),
@@ -86,6 +88,7 @@ def _read_v1(raw: dict[str, Any]) -> Manifest:
             missing_cells=[str(c) for c in cells["missing"]],
             n_cells=int(cells["total"]),
             run_span_ns=(int(span[0]), int(span[1])) if span else None,
+            cells_span_ns=(int(cells_span[0]), int(cells_span[1])) if cells_span else None,
             device=str(raw.get("device") or ""),
             matrix=dict(raw.get("matrix") or {}),
             raw=raw,
