@@ -61,6 +61,11 @@ class SamplerHandle:
         """Ask the sampler to flush and exit (SIGTERM), kill it if it hangs; idempotent."""
         if self.result is not None:
             return self.result
+        if not self.available:  # it reported why it will not sample and is exiting
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -79,7 +84,9 @@ class SamplerHandle:
             rows={str(k): int(v) for k, v in status.get("rows", {}).items()},
             lost={str(k): str(v) for k, v in status.get("lost", {}).items()},
         )
-        if code != 0 or not ended:
+        # SIGTERM landing while Python finalizes (handlers reset) ends it with -SIGTERM
+        # after it wrote its final status: that is a clean stop, not a crash.
+        if not ended or code not in (0, -signal.SIGTERM):
             result.status = "crashed"
             result.detail = f"sampler exited with code {code}: {_log_tail(self.folder)}"
             status.update(status="crashed", returncode=code, detail=result.detail)
