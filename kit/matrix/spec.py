@@ -134,6 +134,15 @@ class Matrix:
     published: tuple[Published, ...]
     groups: tuple[str, ...]
 
+    def prompt_book(self) -> PromptBook:
+        """The built-in prompt sets and scenarios plus the matrix file's own."""
+        p = v.Problems(str(self.path))
+        book = builtin_prompt_book().extended(
+            self.raw.get("prompt_sets"), self.raw.get("scenarios"), p
+        )
+        p.raise_if_any()
+        return book
+
     def gates(self) -> list[dict[str, Any]]:
         return list(self.raw.get("gates") or [])
 

@@ -1,0 +1,140 @@
+"""`kit run`: measure the selected cells of a matrix (or resume a run)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "run the selected cells of a matrix, or resume an interrupted run"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--matrix", help="tr117, tr126, tr147 or a matrix YAML file")
+    parser.add_argument(
+        "--select", default=None, help="e.g. 'model=gpt2-*,mode=prefill' (see `kit matrix show`)"
+    )
+    parser.add_argument("--out", type=Path, help="the run directory to create")
+    parser.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run"
+    )
+    parser.add_argument(
+        "--runner",
+        choices=("host", "docker"),
+        default=None,
+        help="host child processes (default) or sibling containers (default inside the kit container)",
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), help="run every selected cell on this device"
+    )
+    parser.add_argument("--reps", type=int, help="override the timed repetitions")
+    parser.add_argument("--warmup", type=int, help="override the warmup repetitions")
+    parser.add_argument("--max-new-tokens", type=int, help="override the forced output length")
+    parser.add_argument("--order", choices=("listed", "shuffled"), default="listed")
+    parser.add_argument("--seed", type=int, default=42, help="seed of --order shuffled")
+    parser.add_argument("--weights", choices=("auto", "hub", "random"), default="auto")
+    parser.add_argument(
+        "--group-timeout", type=float, default=1800.0, help="seconds per cell-group process"
+    )
+    parser.add_argument("--gpu", type=int, default=0, help="GPU index for cuda cells")
+    parser.add_argument("--telemetry-hz", type=float, default=20.0)
+    parser.add_argument(
+        "--idle-baseline", type=float, default=3.0, help="seconds of idle GPU baseline (0: none)"
+    )
+    parser.add_argument(
+        "--thermal-gate",
+        type=float,
+        default=None,
+        metavar="CELSIUS",
+        help="before the sweep, wait until the GPU is at or below this temperature",
+    )
+    parser.add_argument(
+        "--allow-unpinned",
+        action="store_true",
+        help="docker runner: accept images without a lock entry",
+    )
+
+
+def _default_runner() -> str:
+    import os
+
+    return "docker" if os.environ.get("KIT_IN_CONTAINER") == "1" else "host"
+
+
+def run(args: argparse.Namespace) -> int:
+    from kit.errors import ExitCode, KitError
+    from kit.runner.plan import RunRequest
+    from kit.runner.progress import ProgressLine
+    from kit.runner.service import load_run, resume_run, start_run
+    from kit.runner.sweep import Controls
+
+    controls = Controls()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if controls.abort.is_set():
+            raise KeyboardInterrupt
+        controls.abort.set()
+        print(
+            "\nstopping: ending the current process; resume with `kit run --resume DIR`",
+            file=sys.stderr,
+        )
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    if args.resume:
+        if args.matrix or args.out:
+            raise KitError(
+                "--resume takes the run directory alone",
+                "drop --matrix/--out; the run keeps its own",
+            )
+        _header, cells = load_run(args.resume)
+        from kit.runner.journal import finished_cells
+
+        progress = ProgressLine(len(cells), len(finished_cells(args.resume)))
+        outcome = resume_run(args.resume, controls, progress)
+    else:
+        if not args.matrix or not args.out:
+            raise KitError(
+                "kit run needs --matrix and --out (or --resume RUN_DIR)",
+                "e.g. kit run --matrix tr126 --select 'model=gpt2-25m,mode=prefill' --device cpu --out runs/first",
+            )
+        request = RunRequest(
+            matrix=args.matrix,
+            out=args.out,
+            selection=args.select,
+            runner=args.runner or _default_runner(),
+            device=args.device,
+            repetitions=args.reps,
+            warmup=args.warmup,
+            max_new_tokens=args.max_new_tokens,
+            order=args.order,
+            order_seed=args.seed,
+            weights=args.weights,
+            group_timeout_s=args.group_timeout,
+            gpu_index=args.gpu,
+            telemetry_hz=args.telemetry_hz,
+            idle_baseline_s=args.idle_baseline,
+            thermal_gate_c=args.thermal_gate,
+            allow_unpinned=args.allow_unpinned,
+            argv=tuple(sys.argv),
+        )
+        from kit.runner.plan import plan_cells
+
+        progress = ProgressLine(len(plan_cells(request)[1]))
+        outcome = start_run(request, controls, progress)
+    progress.close()
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
+    print(f"run directory: {outcome.run_dir}")
+    print(f"cells: {counts} (of {outcome.total})")
+    print(
+        f"wall time {outcome.wall_s:.1f} s; sweep efficiency {outcome.efficiency:.1%} "
+        f"(share of wall time inside timed or warmup work)"
+    )
+    if outcome.interrupted:
+        print(f"interrupted: resume with `kit run --resume {outcome.run_dir}`", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    print(f"summary: kit summarize {outcome.run_dir}")
+    bad = outcome.counts.get("crash", 0) + outcome.counts.get("degraded", 0)
+    return int(ExitCode.CELLS_FAILED) if bad else 0

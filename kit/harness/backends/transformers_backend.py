@@ -1,0 +1,304 @@
+"""transformers eager and torch.compile (Inductor), phase-separated.
+
+prefill   = one forward with use_cache=True on the pre-tokenized prompt (1 token produced)
+kv_decode = after an untimed prefill, exactly max_new_tokens one-token forwards with the KV cache
+e2e_kv    = prefill + (max_new_tokens - 1) decode steps: max_new_tokens tokens in all
+generate  = one `generate(min_new_tokens = max_new_tokens)` call, as TR117 measured
+No step stops at EOS: output length is forced, then verified by the caller.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from kit.harness.backends.base import Call, Verdict
+from kit.harness.timing import Timer
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+FATAL_MARKERS = (
+    "illegal memory access",
+    "device-side assert",
+    "CUDA error",
+    "cudaError",
+    "NCCL error",
+)
+
+
+class TransformersBackend:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import torch
+
+        self.torch = torch
+        self.spec = spec
+        first = spec["cells"][0]
+        self.device = first["device"]
+        self.dtype_name = first["dtype"]
+        self.compile_cfg: dict[str, Any] | None = first.get("compile")
+        self.compiles = first["backend"] == "transformers-compile"
+        self.cache_kind = first.get("cache", "dynamic")
+        self.cache_dir = Path(spec.get("compile_cache_dir") or ".")
+        self.timer = Timer(torch, self.device)
+        self.model: Any = None
+        self.pad_id = 0
+        torch.set_grad_enabled(False)
+
+    # -- group level ------------------------------------------------------------------------
+    def unavailable(self) -> str | None:
+        if self.device == "cuda" and not self.torch.cuda.is_available():
+            return "device cuda requested but torch.cuda.is_available() is False in the measuring process"
+        if self.dtype_name not in DTYPES:
+            return f"dtype {self.dtype_name} is not supported by the transformers backend"
+        return None
+
+    def load(self) -> dict[str, Any]:
+        from transformers import AutoModelForCausalLM
+
+        torch = self.torch
+        torch.manual_seed(int(self.spec["cells"][0]["seed"]))
+        dtype = getattr(torch, DTYPES[self.dtype_name])
+        model = AutoModelForCausalLM.from_pretrained(self.spec["model_dir"], dtype=dtype)
+        self.model = model.to(self.device).eval()
+        cfg = self.model.config
+        self.pad_id = int(cfg.eos_token_id if cfg.eos_token_id is not None else 0)
+        details: dict[str, Any] = {
+            "model_class": type(self.model).__name__,
+            "attn_implementation": getattr(cfg, "_attn_implementation", None),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+        if self.compiles and self.compile_cfg:
+            details["compile"] = self._compile()
+        self.timer.sync()
+        return details
+
+    def _compile(self) -> dict[str, Any]:
+        import torch._dynamo
+        import torch._inductor.config as inductor_config
+
+        cfg = self.compile_cfg or {}
+
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        if not self.spec["cells"][0].get("cudagraphs", True):
+            inductor_config.triton.cudagraphs = False
+        self.model.forward = torch.compile(
+            self.model.forward,
+            backend=cfg.get("backend", "inductor"),
+            mode=None if cfg.get("mode", "default") == "default" else cfg["mode"],
+            fullgraph=bool(cfg.get("fullgraph", False)),
+            dynamic=cfg.get("dynamic"),
+        )
+        return {
+            "settings": cfg,
+            "suppress_errors": bool(torch._dynamo.config.suppress_errors),
+            "inductor_cudagraphs": bool(inductor_config.triton.cudagraphs),
+            "cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+        }
+
+    def is_fatal(self, error: BaseException) -> bool:
+        text = f"{type(error).__name__}: {error}"
+        return any(marker in text for marker in FATAL_MARKERS) and "out of memory" not in text
+
+    # -- cell level -------------------------------------------------------------------------
+    def skip_reason(self, cell: dict[str, Any]) -> str | None:
+        if cell.get("quantization") == "int8":
+            return (
+                "int8 is a TR117 quantization label that the kit does not apply to transformers "
+                "backends; running fp32 under that label would be a fake label"
+            )
+        if cell["batch_size"] > 1 and cell["mode"] != "generate":
+            return "batched prefill/kv_decode/e2e_kv are not implemented; batch cells use mode generate"
+        return None
+
+    def compile_counters(self) -> dict[str, Any]:
+        if not self.compiles:
+            return {}
+        from torch._dynamo.utils import counters
+
+        breaks = dict(counters["graph_break"])
+        return {
+            "frames_total": int(counters["frames"]["total"]),
+            "frames_ok": int(counters["frames"]["ok"]),
+            "unique_graphs": int(counters["stats"]["unique_graphs"]),
+            "graph_breaks": int(sum(breaks.values())),
+            "graph_break_reasons": {str(k)[:200]: int(v) for k, v in list(breaks.items())[:5]},
+        }
+
+    def _inputs(self, prompt_ids: list[list[int]], pad_to: int | None) -> tuple[Any, Any, Any]:
+        torch = self.torch
+        longest = max(len(ids) for ids in prompt_ids)
+        if pad_to:
+            longest = -(-longest // pad_to) * pad_to
+        rows, masks = [], []
+        for ids in prompt_ids:
+            pad = longest - len(ids)
+            rows.append([self.pad_id] * pad + list(ids))  # left padding
+            masks.append([0] * pad + [1] * len(ids))
+        input_ids = torch.tensor(rows, dtype=torch.long, device=self.device)
+        mask = torch.tensor(masks, dtype=torch.long, device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return input_ids, mask, positions
+
+    def _new_cache(self, batch: int, max_len: int) -> Any:
+        if self.cache_kind != "static":
+            return None
+        from transformers import StaticCache
+
+        return StaticCache(config=self.model.config, max_cache_len=max_len)
+
+    def _select(self, logits: Any, cell: dict[str, Any], generator: Any) -> Any:
+        torch = self.torch
+        sampling = cell.get("sampling") or {}
+        last = logits[:, -1, :]
+        if not sampling.get("do_sample"):
+            return last.argmax(dim=-1, keepdim=True)
+        probs = torch.softmax(last.float() / float(sampling.get("temperature", 1.0)), dim=-1)
+        top_p = float(sampling.get("top_p", 1.0))
+        if top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            keep = sorted_p.cumsum(-1) - sorted_p < top_p
+            sorted_p = sorted_p * keep
+            choice = torch.multinomial(
+                sorted_p / sorted_p.sum(-1, keepdim=True), 1, generator=generator
+            )
+            return order.gather(-1, choice)
+        return torch.multinomial(probs, 1, generator=generator)
+
+    def call(self, cell: dict[str, Any], prompt_ids: list[list[int]], rep: int) -> Call:
+        torch = self.torch
+        model = self.model
+        mode = cell["mode"]
+        n_new = int(cell["max_new_tokens"])
+        input_ids, mask, positions = self._inputs(prompt_ids, cell.get("pad_to_multiple"))
+        batch, length = input_ids.shape
+        max_len = length + n_new + 1
+        generator = None
+        if (cell.get("sampling") or {}).get("do_sample"):
+            generator = torch.Generator(device=self.device).manual_seed(int(cell["seed"]) + rep)
+
+        def prefill(cache: Any) -> tuple[Any, Any]:
+            kwargs: dict[str, Any] = {
+                "attention_mask": mask,
+                "position_ids": positions,
+                "use_cache": True,
+            }
+            if cache is not None:
+                kwargs["past_key_values"] = cache
+                kwargs["cache_position"] = torch.arange(length, device=self.device)
+            out = model(input_ids=input_ids, **kwargs)
+            return out.past_key_values, self._select(out.logits, cell, generator)
+
+        def decode(past: Any, token: Any, steps: int) -> int:
+            step_mask = mask
+            produced = 0
+            for i in range(steps):
+                step_mask = torch.cat([step_mask, step_mask.new_ones((batch, 1))], dim=-1)
+                pos = torch.full((batch, 1), length + i, device=self.device, dtype=torch.long)
+                kwargs: dict[str, Any] = {
+                    "past_key_values": past,
+                    "attention_mask": step_mask,
+                    "position_ids": pos,
+                    "use_cache": True,
+                }
+                if self.cache_kind == "static":
+                    kwargs["cache_position"] = torch.tensor([length + i], device=self.device)
+                out = model(input_ids=token, **kwargs)
+                past = out.past_key_values
+                token = self._select(out.logits, cell, generator)
+                produced += 1
+            return produced
+
+        if mode == "prefill":
+            return Call(
+                lambda: self._new_cache(batch, max_len),
+                lambda cache: prefill(cache),
+                lambda _r: [1] * batch,
+            )
+        if mode == "kv_decode":
+
+            def setup() -> tuple[Any, Any]:
+                return prefill(self._new_cache(batch, max_len))
+
+            return Call(setup, lambda st: decode(st[0], st[1], n_new), lambda r: [int(r)] * batch)
+        if mode == "e2e_kv":
+
+            def e2e(cache: Any) -> int:
+                past, token = prefill(cache)
+                return 1 + decode(past, token, n_new - 1)
+
+            return Call(lambda: self._new_cache(batch, max_len), e2e, lambda r: [int(r)] * batch)
+        if mode == "generate":
+            sampling = cell.get("sampling") or {}
+            kwargs: dict[str, Any] = {
+                "attention_mask": mask,
+                "max_new_tokens": n_new,
+                "min_new_tokens": n_new,
+                "do_sample": bool(sampling.get("do_sample")),
+                "pad_token_id": self.pad_id,
+            }
+            if sampling.get("do_sample"):
+                kwargs.update(
+                    temperature=float(sampling.get("temperature", 1.0)),
+                    top_p=float(sampling.get("top_p", 1.0)),
+                )
+            if self.cache_kind == "static":
+                kwargs["cache_implementation"] = "static"
+
+            def gen(_state: Any) -> Any:
+                torch.manual_seed(int(cell["seed"]) + rep)
+                return model.generate(input_ids, **kwargs)
+
+            return Call(lambda: None, gen, lambda out: [int(out.shape[1] - length)] * batch)
+        raise ValueError(f"unknown mode {mode!r}")
+
+    def verdict(self, cell: dict[str, Any], compile_delta: dict[str, Any]) -> Verdict:
+        if not self.compiles:
+            return Verdict(evidence={"compiled": False})
+        reasons = []
+        cfg = self.compile_cfg or {}
+        kernels = inductor_artifacts(self.cache_dir)
+        after = self.compile_counters()
+        evidence = {
+            "compiled": True,
+            "settings": cfg,
+            "first_call_counters": compile_delta,
+            "group_counters": after,
+            "inductor_artifacts": kernels,
+        }
+        if cfg.get("backend", "inductor") != "inductor":
+            reasons.append(
+                f"compile backend is {cfg.get('backend')}, not Inductor: the 'compile' label would be fake"
+            )
+        if after.get("unique_graphs", 0) == 0:
+            reasons.append("torch.compile captured no graph: the cell ran eager")
+        elif kernels["output_code_modules"] == 0:
+            reasons.append(
+                "no Inductor output code in the group's fresh cache dir: not compiled by Inductor"
+            )
+        return Verdict(reasons, evidence)
+
+
+def inductor_artifacts(cache_dir: Path) -> dict[str, int]:
+    """Count what Inductor and Triton wrote into the group's own (fresh) cache directories."""
+    counts = {"output_code_modules": 0, "cpp_kernels": 0, "triton_kernels": 0}
+    roots = {
+        cache_dir,
+        Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR", cache_dir)),
+        Path(os.environ.get("TRITON_CACHE_DIR", cache_dir)),
+    }
+    seen: set[Path] = set()
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in root.rglob("*"):
+            if path in seen or not path.is_file():
+                continue
+            seen.add(path)
+            if path.suffix == ".py" and "triton" not in path.parts[-2:-1]:
+                counts["output_code_modules"] += 1
+            elif path.suffix == ".cpp":
+                counts["cpp_kernels"] += 1
+            elif path.suffix in (".cubin", ".hsaco"):
+                counts["triton_kernels"] += 1
+    return counts

@@ -1,0 +1,230 @@
+"""The generic cell loop: runs one cell group through a backend and emits events.
+
+Statuses: a sample is `ok`, `length_mismatch` (produced a different number of tokens than
+asked) or `suspicious_fast` (TR147's rule: a decode call under 1 ms on a GPU). A cell is `ok`,
+`degraded` (reasons), `crash` (the exception's message; no sample of the failing repetition
+is written) or `skipped` (reason).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import Any
+
+from kit.harness.backends.base import Backend
+from kit.harness.events import Emitter
+from kit.harness.timing import Timed
+
+SUSPICIOUS_DECODE_MS = 1.0
+DECODE_MODES = ("kv_decode", "e2e_kv", "generate")
+
+
+class FatalCellError(Exception):
+    """The process must end after this cell (the runner continues in a fresh process)."""
+
+
+def expected_tokens(cell: dict[str, Any]) -> int:
+    return 1 if cell["mode"] == "prefill" else int(cell["max_new_tokens"])
+
+
+def _concurrent(backend: Backend, call: Any, concurrency: int) -> Timed:
+    """Run `concurrency` identical calls at once (threads); the slower one is recorded."""
+    states = [call.setup() for _ in range(concurrency)]
+    results: list[Timed | BaseException | None] = [None] * concurrency
+
+    def worker(i: int) -> None:
+        try:
+            results[i] = backend.timer.measure(call.run, states[i])
+        except BaseException as err:  # re-raised in the caller's thread
+            results[i] = err
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    timed = [r for r in results if isinstance(r, Timed)]
+    return max(timed, key=lambda t: t.latency_ms)
+
+
+def run_cell(
+    backend: Backend, cell: dict[str, Any], prompt_ids: list[list[int]], out: Emitter
+) -> None:
+    cid = cell["id"]
+    device = cell["device"]
+    want = expected_tokens(cell)
+    compile_delta: dict[str, Any] = {}
+    counts = {"ok": 0, "length_mismatch": 0, "suspicious_fast": 0}
+    if backend.compiles:
+        # The first call after torch.compile for this cell's shapes is the compile phase:
+        # reported on its own, never a warmup sample.
+        before = backend.compile_counters()
+        call = backend.call(cell, prompt_ids, -1)
+        state = call.setup()
+        timed = backend.timer.measure(call.run, state)
+        after = backend.compile_counters()
+        compile_delta = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
+        out.emit(
+            "phase",
+            phase="compile",
+            cell=cid,
+            t0_ns=timed.t0_ns,
+            t1_ns=timed.t1_ns,
+            ms=timed.latency_ms,
+            detail=compile_delta,
+        )
+    total = int(cell["warmup"]) + int(cell["repetitions"])
+    for rep in range(total):
+        call = backend.call(cell, prompt_ids, rep)
+        if int(cell.get("concurrency", 1)) > 1:
+            timed = _concurrent(backend, call, int(cell["concurrency"]))
+        else:
+            timed = backend.timer.measure(call.run, call.setup())
+        produced = call.count(timed.result)
+        flags: list[str] = []
+        status = "ok"
+        if any(n != want for n in produced):
+            status = "length_mismatch"
+            flags.append(f"produced {produced} tokens, asked {want}")
+        elif (
+            device == "cuda"
+            and cell["mode"] in DECODE_MODES
+            and timed.latency_ms < SUSPICIOUS_DECODE_MS
+        ):
+            status = "suspicious_fast"
+            flags.append(f"decode call took {timed.latency_ms:.3f} ms < {SUSPICIOUS_DECODE_MS} ms")
+        warm = rep < int(cell["warmup"])
+        if not warm:
+            counts[status] += 1
+        out.emit(
+            "sample",
+            cell=cid,
+            phase=cell["mode"],
+            rep=rep,
+            warmup=warm,
+            latency_ms=timed.latency_ms,
+            cuda_event_ms=timed.cuda_event_ms,
+            tokens_in=len(prompt_ids[0]),
+            tokens_out=min(produced),
+            t0_ns=timed.t0_ns,
+            t1_ns=timed.t1_ns,
+            status=status,
+            flags=flags,
+        )
+    verdict = backend.verdict(cell, compile_delta)
+    reasons = list(verdict.reasons)
+    if counts["length_mismatch"]:
+        reasons.append(
+            f"{counts['length_mismatch']} of {cell['repetitions']} timed samples produced a different token count than {want}"
+        )
+    if counts["suspicious_fast"]:
+        reasons.append(
+            f"{counts['suspicious_fast']} decode calls under {SUSPICIOUS_DECODE_MS} ms on a GPU (TR147 rule: suspicious)"
+        )
+    evidence = {
+        **verdict.evidence,
+        "sample_counts": counts,
+        "tokens_expected": want,
+        "timing": "cuda events + synchronized perf_counter" if device == "cuda" else "perf_counter",
+    }
+    out.emit(
+        "cell_finished",
+        cell=cid,
+        status="degraded" if reasons else "ok",
+        reasons=reasons,
+        evidence=evidence,
+    )
+
+
+def run_group(
+    backend_cls: type | None, skip_reason: str | None, spec: dict[str, Any], out: Emitter
+) -> int:
+    """Run every cell of the group; returns the process exit code (0, or 3 after a fatal
+    error, which tells the runner to continue the remaining cells in a fresh process)."""
+    cells: list[dict[str, Any]] = spec["cells"]
+    prompts: dict[str, list[list[int]]] = spec["prompts"]
+
+    def skip_all(reason: str) -> int:
+        for cell in cells:
+            out.emit(
+                "cell_started",
+                cell=cell["id"],
+                tokens_in=len(prompts[cell["id"]][0]),
+                prompt_ids=prompts[cell["id"]],
+            )
+            out.emit(
+                "cell_finished", cell=cell["id"], status="skipped", reasons=[reason], evidence={}
+            )
+        return 0
+
+    if backend_cls is None:
+        return skip_all(skip_reason or "backend unavailable")
+    try:
+        backend: Backend = backend_cls(spec)
+        reason = backend.unavailable()
+    except Exception as err:
+        return skip_all(f"backend could not start: {type(err).__name__}: {err}")
+    if reason:
+        return skip_all(reason)
+    try:
+        t0 = time.monotonic_ns()
+        details = backend.load()
+        t1 = time.monotonic_ns()
+        out.emit(
+            "phase", phase="load", cell=None, t0_ns=t0, t1_ns=t1, ms=(t1 - t0) / 1e6, detail=details
+        )
+    except Exception as err:
+        message = f"model load failed: {type(err).__name__}: {err}"
+        out.log(traceback.format_exc(), level="error")
+        for cell in cells:
+            out.emit(
+                "cell_started",
+                cell=cell["id"],
+                tokens_in=len(prompts[cell["id"]][0]),
+                prompt_ids=prompts[cell["id"]],
+            )
+            out.emit(
+                "cell_finished", cell=cell["id"], status="crash", reasons=[message], evidence={}
+            )
+        return 0
+    for cell in cells:
+        ids = prompts[cell["id"]]
+        out.emit("cell_started", cell=cell["id"], tokens_in=len(ids[0]), prompt_ids=ids)
+        reason = backend.skip_reason(cell)
+        if reason:
+            out.emit(
+                "cell_finished", cell=cell["id"], status="skipped", reasons=[reason], evidence={}
+            )
+            continue
+        try:
+            run_cell(backend, cell, ids, out)
+        except Exception as err:
+            text = f"{type(err).__name__}: {err}".strip()
+            kind = "out of memory" if "out of memory" in text.lower() else "exception"
+            out.log(traceback.format_exc(), level="error")
+            out.emit(
+                "cell_finished",
+                cell=cell["id"],
+                status="crash",
+                reasons=[f"{kind}: {text[:500]}"],
+                evidence={"error_type": type(err).__name__},
+            )
+            if backend.is_fatal(err):
+                out.log(
+                    "fatal device error: ending this process; the runner continues in a fresh one",
+                    level="error",
+                )
+                return 3
+            _recover(backend)
+    return 0
+
+
+def _recover(backend: Any) -> None:
+    torch = getattr(backend, "torch", None)
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,50 @@
+"""Timing one call: synchronized perf_counter always, CUDA events as well on a GPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    latency_ms: float  # synchronized perf_counter
+    cuda_event_ms: float | None
+    t0_ns: int  # monotonic stamps, to join telemetry
+    t1_ns: int
+    result: Any
+
+
+class Timer:
+    """`measure(fn, state)`: sync, stamp, run, sync, stamp. On CUDA also records events."""
+
+    def __init__(self, torch: Any, device: str) -> None:
+        self._torch = torch
+        self._cuda = device == "cuda"
+
+    def sync(self) -> None:
+        if self._cuda:
+            self._torch.cuda.synchronize()
+
+    def measure(self, fn: Callable[[Any], Any], state: Any) -> Timed:
+        torch = self._torch
+        if self._cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            t0_ns = time.monotonic_ns()
+            p0 = time.perf_counter_ns()
+            start.record()
+            result = fn(state)
+            end.record()
+            torch.cuda.synchronize()
+            p1 = time.perf_counter_ns()
+            t1_ns = time.monotonic_ns()
+            return Timed((p1 - p0) / 1e6, float(start.elapsed_time(end)), t0_ns, t1_ns, result)
+        t0_ns = time.monotonic_ns()
+        p0 = time.perf_counter_ns()
+        result = fn(state)
+        p1 = time.perf_counter_ns()
+        t1_ns = time.monotonic_ns()
+        return Timed((p1 - p0) / 1e6, None, t0_ns, t1_ns, result)

@@ -1,0 +1,137 @@
+"""From a request (matrix, selection, overrides, order) to the ordered cells of a run and
+their harness inputs (prepared models, exact token ids). No process is started here."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kit.errors import KitError
+from kit.matrix import Cell, Matrix, load_matrix, parse_selection, select_cells
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    matrix: str
+    out: Path
+    selection: str | None = None
+    runner: str = "host"
+    device: str | None = None  # override every cell's device
+    repetitions: int | None = None
+    warmup: int | None = None
+    max_new_tokens: int | None = None
+    order: str = "listed"  # listed | shuffled
+    order_seed: int = 42
+    weights: str = "auto"  # auto | hub | random
+    group_timeout_s: float = 1800.0
+    gpu_index: int = 0
+    telemetry_hz: float = 20.0
+    idle_baseline_s: float = 3.0
+    thermal_gate_c: float | None = None
+    thermal_gate_max_wait_s: float = 120.0
+    allow_unpinned: bool = False
+    argv: tuple[str, ...] = ()
+
+    def overrides(self) -> dict[str, Any]:
+        fields = ("device", "repetitions", "warmup", "max_new_tokens")
+        return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
+
+
+def plan_cells(request: RunRequest) -> tuple[Matrix, list[Cell]]:
+    """The selected cells with overrides applied, in run order. Raises KitError when the
+    selection matches nothing or an override is invalid."""
+    matrix = load_matrix(request.matrix)
+    cells = select_cells(matrix.cells, parse_selection(request.selection))
+    if not cells:
+        raise KitError(
+            f"the selection {request.selection!r} matches no cell of {matrix.id}",
+            f"check it with `kit matrix show {request.matrix} --select '...'`",
+        )
+    for name, value in request.overrides().items():
+        if name == "device" and value not in ("cpu", "cuda"):
+            raise KitError(
+                f"--device {value!r} is not a device", "use --device cpu or --device cuda"
+            )
+        if name != "device" and (
+            not isinstance(value, int) or value < (0 if name == "warmup" else 1)
+        ):
+            raise KitError(
+                f"--{name.replace('_', '-')} {value!r} is out of range", "give a positive integer"
+            )
+    cells = [cell.replace(**request.overrides()) for cell in cells]
+    return matrix, order_cells(cells, request.order, request.order_seed)
+
+
+def order_cells(cells: Sequence[Cell], order: str, seed: int) -> list[Cell]:
+    """Listed order, or a seeded shuffle of the cells (and hence of the groups' order)."""
+    if order == "listed":
+        return list(cells)
+    if order != "shuffled":
+        raise KitError(
+            f"--order {order!r} is not an order", "use --order listed or --order shuffled"
+        )
+    shuffled = list(cells)
+    random.Random(seed).shuffle(shuffled)
+    return shuffled
+
+
+def groups_in_order(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """Cells grouped by their group key, groups in order of first appearance."""
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(cell.group_id(), []).append(cell)
+    return list(groups.values())
+
+
+def prompt_ids(matrix: Matrix, cells: Sequence[Cell]) -> dict[str, dict[str, Any]]:
+    """cell id -> {ids: [[...] per sequence], method, source}: the exact token ids each cell
+    gets (the same ids for every backend), from the model's own tokenizer when available."""
+    from kit.matrix.models import get_model
+    from kit.models.tokenizer import exact_length_tokens, tokenize
+
+    book = matrix.prompt_book()
+    out: dict[str, dict[str, Any]] = {}
+    memo: dict[tuple[str, str], Any] = {}
+    for cell in cells:
+        if get_model(cell.model).family == "ollama":
+            texts = (
+                book.texts(cell.scenario, cell.prompt_index, cell.batch_size)
+                if cell.token_len is None
+                else []
+            )
+            out[cell.id] = {
+                "ids": [[]],
+                "texts": texts,
+                "method": "server",
+                "source": "ollama tokenizes itself",
+            }
+            continue
+        if cell.token_len is not None:
+            tok = exact_length_tokens(cell.model, cell.token_len, cell.seed)
+            out[cell.id] = {
+                "ids": [list(tok.ids)] * cell.batch_size,
+                "texts": [],
+                "method": tok.method,
+                "source": tok.source,
+            }
+            continue
+        texts = book.texts(cell.scenario, cell.prompt_index, cell.batch_size)
+        seqs, methods, sources = [], set(), set()
+        for text in texts:
+            key = (cell.model, text)
+            if key not in memo:
+                memo[key] = tokenize(cell.model, text)
+            tok = memo[key]
+            seqs.append(list(tok.ids))
+            methods.add(tok.method)
+            sources.add(tok.source)
+        out[cell.id] = {
+            "ids": seqs,
+            "texts": texts,
+            "method": "approximate" if "approximate" in methods else "exact",
+            "source": "; ".join(sorted(sources)),
+        }
+    return out

@@ -1,0 +1,271 @@
+"""Start or resume a run: the run directory, environment, telemetry, sweep, summary.
+
+`start_run` and `resume_run` compute a RunOutcome; the CLI and the UI render it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from kit import __version__
+from kit.errors import KitError
+from kit.matrix import Cell
+from kit.runner.journal import read_jsonl
+from kit.runner.plan import RunRequest, plan_cells
+from kit.runner.sweep import (
+    Controls,
+    EventHook,
+    RunOutcome,
+    Sweep,
+    count_statuses,
+    write_run_header,
+)
+
+KIT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(KIT_ROOT), *args], capture_output=True, text=True, timeout=5
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": None if dirty is None else bool(dirty)}
+
+
+def make_runner(name: str, request: RunRequest | None = None) -> Any:
+    """The runner by name: `host` (child processes) or `docker` (sibling containers)."""
+    if name == "host":
+        from kit.runner.host import HostRunner
+
+        return HostRunner()
+    if name == "docker":
+        try:
+            from kit.runner.docker import DockerRunner
+        except ImportError as err:
+            raise KitError(
+                f"the docker runner is unavailable: {err}",
+                "use --runner host, or install the kit with its docker extra",
+            ) from None
+        return DockerRunner(allow_unpinned=bool(request and request.allow_unpinned))
+    raise KitError(f"unknown runner {name!r}", "use --runner host or --runner docker")
+
+
+def _check_devices(cells: list[Cell]) -> dict[str, Any]:
+    """Refuse cuda cells when no NVIDIA GPU is visible; return the detection record."""
+    from kit.gpu.snapshot import detect
+
+    detection = detect()
+    needs_gpu = sum(1 for c in cells if c.device == "cuda")
+    if needs_gpu and not detection.gpus:
+        raise KitError(
+            f"{needs_gpu} selected cells need device cuda, but no NVIDIA GPU is visible: {detection.reason}",
+            "run them on the CPU with --device cpu, or select CPU cells with --select device=cpu",
+        )
+    return detection.to_dict()
+
+
+def start_run(
+    request: RunRequest, controls: Controls | None = None, on_event: EventHook | None = None
+) -> RunOutcome:
+    matrix, cells = plan_cells(request)
+    out = request.out
+    if (out / "run.json").exists():
+        raise KitError(
+            f"{out} already holds a run",
+            f"resume it with `kit run --resume {out}`, or choose another --out",
+        )
+    detection = _check_devices(cells)
+    runner = make_runner(request.runner, request)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {
+        k: v for k, v in dataclasses.asdict(request).items() if k not in ("out", "argv", "matrix")
+    }
+    header = {
+        "kit_version": __version__,
+        **git_state(),
+        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "argv": list(request.argv),
+        "matrix": {"id": matrix.id, "source": str(request.matrix), "sha256": matrix.sha256},
+        "selection": request.selection,
+        "overrides": request.overrides(),
+        "runner": request.runner,
+        "device": request.device,
+        "order": request.order,
+        "order_seed": request.order_seed,
+        "settings": settings,
+        "gpus_at_start": detection,
+    }
+    write_run_header(out, header, cells, matrix.path)
+    return _execute(out, cells, settings, runner, controls, on_event, resumed=False)
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], list[Cell]]:
+    if not (run_dir / "run.json").exists():
+        raise KitError(
+            f"{run_dir} is not a run directory (no run.json)",
+            "give the --out folder of an earlier `kit run`",
+        )
+    header = json.loads((run_dir / "run.json").read_text())
+    raw = json.loads((run_dir / "matrix" / "cells.json").read_text())
+    order = {cid: i for i, cid in enumerate(header.get("cell_ids", []))}
+    cells = sorted((Cell.from_dict(c) for c in raw), key=lambda c: order.get(c.id, len(order)))
+    return header, cells
+
+
+def resume_run(
+    run_dir: Path, controls: Controls | None = None, on_event: EventHook | None = None
+) -> RunOutcome:
+    header, cells = load_run(run_dir)
+    settings = dict(header.get("settings") or {})
+    _check_devices([c for c in cells])
+    runner = make_runner(header.get("runner", "host"))
+    return _execute(run_dir, cells, settings, runner, controls, on_event, resumed=True)
+
+
+def _telemetry_start(
+    run_dir: Path, cells: list[Cell], settings: dict[str, Any], sweep: Sweep
+) -> Any:
+    if not any(c.device == "cuda" for c in cells):
+        return None
+    from kit.gpu.baseline import idle_baseline, wait_for_thermal_gate
+    from kit.gpu.process import start_sampler
+
+    gpu = int(settings.get("gpu_index", 0))
+    seconds = float(settings.get("idle_baseline_s", 3.0))
+    if seconds > 0:
+        sweep.record(
+            {
+                "event": "idle_baseline",
+                "gpus": [b.to_dict() for b in idle_baseline(seconds, gpus=[gpu])],
+            }
+        )
+    handle = start_sampler(run_dir, float(settings.get("telemetry_hz", 20.0)), gpus=[gpu])
+    sweep.record(
+        {"event": "sampler_started", "available": handle.available, "reason": handle.reason}
+    )
+    gate = settings.get("thermal_gate_c")
+    if gate is not None:
+        record = wait_for_thermal_gate(
+            float(gate), float(settings.get("thermal_gate_max_wait_s", 120.0)), gpus=[gpu]
+        )
+        sweep.record({"event": "thermal_gate", **record.to_dict()})
+    return handle
+
+
+def _execute(
+    run_dir: Path,
+    cells: list[Cell],
+    settings: dict[str, Any],
+    runner: Any,
+    controls: Controls | None,
+    on_event: EventHook | None,
+    resumed: bool,
+) -> RunOutcome:
+    controls = controls or Controls()
+    runner.preflight([])
+    sweep = Sweep(run_dir, cells, runner, settings, controls, on_event)
+    started = time.monotonic()
+    sweep.record(
+        {
+            "event": "run_resumed" if resumed else "run_started",
+            "cells": len(cells),
+            "kit_version": __version__,
+        }
+    )
+    sampler = None
+    completed = False
+    try:
+        try:
+            from kit.env.write import write_env
+
+            write_env(run_dir)
+        except Exception as err:  # a fingerprint failure must not lose a run
+            sweep.record(
+                {
+                    "event": "log",
+                    "level": "warning",
+                    "message": f"environment fingerprint failed: {err}",
+                }
+            )
+        sampler = _telemetry_start(run_dir, cells, settings, sweep)
+        completed = sweep.run()
+    except KeyboardInterrupt:
+        controls.abort.set()
+    finally:
+        if sampler is not None:
+            result = sampler.stop()
+            sweep.record(
+                {
+                    "event": "sampler_stopped",
+                    "status": result.status,
+                    "rows": result.rows,
+                    "detail": result.detail,
+                }
+            )
+        wall = time.monotonic() - started
+        counts = count_statuses(run_dir, cells)
+        outcome = RunOutcome(
+            run_dir, counts, len(cells), wall, sweep.measured_ns / 1e9, not completed
+        )
+        sweep.record(
+            {
+                "event": "interrupted" if not completed else "run_finished",
+                "wall_s": round(wall, 3),
+                "measured_s": round(outcome.measured_s, 3),
+                "sweep_efficiency": round(outcome.efficiency, 4),
+                "counts": counts,
+            }
+        )
+        sweep.close()
+        _post_process(run_dir, any(c.device == "cuda" for c in cells))
+    return outcome
+
+
+def _post_process(run_dir: Path, joined_telemetry: bool) -> None:
+    """Summary and telemetry joins; failures are journaled, never fatal (the data is kept)."""
+    from kit.stats.run_summary import write_summary
+
+    try:
+        write_summary(run_dir)
+    except Exception as err:
+        with open(run_dir / "journal.jsonl", "a", encoding="utf-8") as f:
+            f.write(
+                json.dumps(
+                    {"event": "log", "level": "warning", "message": f"summary failed: {err}"}
+                )
+                + "\n"
+            )
+    if joined_telemetry and (run_dir / "telemetry").is_dir():
+        try:
+            from kit.gpu.join import write_phases
+
+            write_phases(run_dir)
+        except Exception as err:
+            with open(run_dir / "journal.jsonl", "a", encoding="utf-8") as f:
+                f.write(
+                    json.dumps(
+                        {
+                            "event": "log",
+                            "level": "warning",
+                            "message": f"telemetry join failed: {err}",
+                        }
+                    )
+                    + "\n"
+                )
+
+
+def run_events(run_dir: Path) -> list[dict[str, Any]]:
+    return list(read_jsonl(run_dir / "journal.jsonl"))

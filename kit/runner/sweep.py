@@ -1,0 +1,338 @@
+"""The sweep: run a plan's cell groups through a runner, journal every event, resume.
+
+Everything needed to resume or bundle is in the run directory (docs/FORMATS.md); nothing
+lives only in memory. Completed cells (any final status) are never rerun; a half-done cell
+is rerun from its start in a fresh process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kit.errors import Interrupted, KitError
+from kit.matrix import Cell
+from kit.runner.base import GroupJob, Runner
+from kit.runner.journal import Journal, finished_cells, write_json_atomic
+from kit.runner.plan import groups_in_order, prompt_ids
+
+RUN_SCHEMA = 1
+EventHook = Callable[[dict[str, Any]], None]
+
+
+@dataclasses.dataclass
+class Controls:
+    """Set from another thread (the UI, a signal handler): `abort` ends the current process
+    now; `stop_after_cell` lets the current cell finish, then stops."""
+
+    abort: threading.Event = dataclasses.field(default_factory=threading.Event)
+    stop_after_cell: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    @property
+    def stopping(self) -> bool:
+        return self.abort.is_set() or self.stop_after_cell.is_set()
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    run_dir: Path
+    counts: dict[str, int]
+    total: int
+    wall_s: float
+    measured_s: float
+    interrupted: bool
+
+    @property
+    def efficiency(self) -> float:
+        return self.measured_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class Sweep:
+    def __init__(
+        self,
+        run_dir: Path,
+        cells: list[Cell],
+        runner: Runner,
+        settings: dict[str, Any],
+        controls: Controls | None = None,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.cells = cells
+        self.runner = runner
+        self.settings = settings
+        self.controls = controls or Controls()
+        self.on_event = on_event or (lambda _e: None)
+        self.journal = Journal(run_dir / "journal.jsonl")
+        self.measured_ns = 0
+        self._cells_file = open(run_dir / "cells.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+
+    # -- journal helpers --------------------------------------------------------------------
+    def record(self, event: dict[str, Any]) -> None:
+        self.journal.append(event)
+        self.on_event(event)
+
+    def finish_cell(
+        self, cell_id: str, status: str, reasons: list[str], attempt: int, **extra: Any
+    ) -> None:
+        line = {"cell": cell_id, "status": status, "reasons": reasons, "attempt": attempt, **extra}
+        self._cells_file.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._cells_file.flush()
+        import os
+
+        os.fsync(self._cells_file.fileno())
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> bool:
+        """Run every unfinished cell; returns False when stopped early (resumable)."""
+        done = finished_cells(self.run_dir)
+        todo = [c for c in self.cells if c.id not in done]
+        inputs = prompt_ids(self._matrix(), todo) if todo else {}
+        for c in todo:
+            info = inputs[c.id]
+            if info["method"] == "approximate":
+                self.record(
+                    {
+                        "event": "log",
+                        "level": "warning",
+                        "cell": c.id,
+                        "message": f"token ids are approximate ({info['source']}): token counts may differ from the model's tokenizer",
+                    }
+                )
+        for group in groups_in_order(todo):
+            if self.controls.stopping:
+                return False
+            if not self._run_group(group, inputs):
+                return False
+        return True
+
+    def _matrix(self) -> Any:
+        from kit.matrix import load_matrix
+
+        return load_matrix(str(self.run_dir / "matrix" / "source.yaml"))
+
+    def _prepare_model(self, cell: Cell) -> tuple[Path, dict[str, Any]]:
+        from kit.matrix.models import get_model
+        from kit.models.prepare import prepare
+
+        if get_model(cell.model).family == "ollama":
+            return self.run_dir, {"model": cell.model, "weights": "server"}
+        prepared = prepare(cell.model, self.settings.get("weights", "auto"), seed=cell.seed)
+        return prepared.path, prepared.to_dict()
+
+    def _run_group(self, group: list[Cell], inputs: dict[str, dict[str, Any]]) -> bool:
+        first = group[0]
+        gid = first.group_id()
+        group_dir = self.run_dir / "groups" / gid
+        group_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            model_dir, model_record = self._prepare_model(first)
+        except KitError as err:
+            for cell in group:
+                self.record(
+                    {
+                        "event": "cell_started",
+                        "cell": cell.id,
+                        "tokens_in": 0,
+                        "prompt_ids": [],
+                        "attempt": 0,
+                    }
+                )
+                self.record(
+                    {
+                        "event": "cell_finished",
+                        "cell": cell.id,
+                        "status": "skipped",
+                        "reasons": [f"model not prepared: {err.title}"],
+                        "evidence": {},
+                    }
+                )
+                self.finish_cell(cell.id, "skipped", [f"model not prepared: {err.title}"], 0)
+            return True
+        self.record({"event": "model_prepared", "group_id": gid, "model": model_record})
+        remaining = list(group)
+        attempt = 0
+        while remaining:
+            attempt += 1
+            cache_dir = group_dir / f"compile-cache-{attempt}"
+            if cache_dir.exists():
+                shutil.rmtree(cache_dir)
+            cache_dir.mkdir(parents=True)
+            input_path = group_dir / f"input-{attempt}.json"
+            spec = {
+                "schema": 1,
+                "cells": [c.to_dict() for c in remaining],
+                "model_dir": str(model_dir),
+                "compile_cache_dir": str(cache_dir),
+                "weights": model_record.get("weights"),
+                "prompts": {c.id: inputs[c.id]["ids"] for c in remaining},
+                "texts": {c.id: inputs[c.id].get("texts", []) for c in remaining},
+                "group_timeout_s": self.settings.get("group_timeout_s", 1800.0),
+            }
+            input_path.write_text(json.dumps(spec))
+            job = GroupJob(
+                group_id=gid,
+                input_path=input_path,
+                group_dir=group_dir,
+                model_dir=model_dir,
+                compile_cache_dir=cache_dir,
+                backend=first.backend,
+                device=first.device,
+                gpu_index=self.settings.get("gpu_index", 0) if first.device == "cuda" else None,
+                timeout_s=float(self.settings.get("group_timeout_s", 1800.0)),
+            )
+            finished_now, inflight = self._run_process(
+                job, attempt, len(remaining), {c.id: inputs[c.id] for c in remaining}
+            )
+            if self.controls.abort.is_set() or (
+                self.controls.stop_after_cell.is_set() and inflight is None
+            ):
+                return False
+            remaining = [c for c in remaining if c.id not in finished_now]
+            if remaining and not finished_now:
+                reason = (
+                    "the group process failed before finishing any cell; see groups/"
+                    + gid
+                    + "/stderr.log"
+                )
+                for cell in remaining:
+                    self.finish_cell(cell.id, "crash", [reason], attempt)
+                    self.record(
+                        {
+                            "event": "cell_finished",
+                            "cell": cell.id,
+                            "status": "crash",
+                            "reasons": [reason],
+                            "evidence": {"by": "runner"},
+                        }
+                    )
+                return True
+            if self.controls.stop_after_cell.is_set():
+                return not remaining
+        return True
+
+    def _run_process(
+        self, job: GroupJob, attempt: int, n_cells: int, inputs: dict[str, dict[str, Any]]
+    ) -> tuple[set[str], str | None]:
+        proc = self.runner.start(job)
+        self.record(
+            {
+                "event": "group_spawned",
+                "group_id": job.group_id,
+                "attempt": attempt,
+                "cells": n_cells,
+                "runner": self.runner.describe(job),
+            }
+        )
+        finished: set[str] = set()
+        inflight: str | None = None
+        deadline = time.monotonic() + job.timeout_s
+        watchdog_done = threading.Event()
+
+        def watchdog() -> None:
+            while not watchdog_done.wait(0.2):
+                if self.controls.abort.is_set() or time.monotonic() > deadline:
+                    if time.monotonic() > deadline and hasattr(proc, "mark_timed_out"):
+                        proc.mark_timed_out()
+                    proc.stop()
+                    return
+
+        guard = threading.Thread(target=watchdog, daemon=True)
+        guard.start()
+        try:
+            for line in proc.lines():
+                event = _parse(line)
+                event["attempt"] = attempt
+                name = event.get("event")
+                if name == "cell_started":
+                    inflight = event.get("cell")
+                    event.setdefault("token_method", inputs.get(inflight or "", {}).get("method"))
+                elif name == "sample":
+                    self.measured_ns += int(event.get("t1_ns", 0)) - int(event.get("t0_ns", 0))
+                self.record(event)
+                if name == "cell_finished" and event.get("cell"):
+                    cid = str(event["cell"])
+                    self.finish_cell(
+                        cid, str(event.get("status")), list(event.get("reasons") or []), attempt
+                    )
+                    finished.add(cid)
+                    inflight = None
+                    if self.controls.stop_after_cell.is_set():
+                        proc.stop()
+                        break
+        finally:
+            watchdog_done.set()
+        info = proc.wait()
+        self.record(
+            {
+                "event": "child_exited",
+                "group_id": job.group_id,
+                "attempt": attempt,
+                "returncode": info.returncode,
+                "signal": info.signal,
+                "oom_killed": info.oom_killed,
+                "timed_out": info.timed_out,
+                "detail": info.detail,
+            }
+        )
+        if inflight and not self.controls.abort.is_set():
+            reason = info.detail or "the process ended in the middle of the cell"
+            if info.oom_killed:
+                reason = "out of memory: the process was OOM-killed; " + reason
+            self.finish_cell(inflight, "crash", [reason], attempt)
+            self.record(
+                {
+                    "event": "cell_finished",
+                    "cell": inflight,
+                    "status": "crash",
+                    "reasons": [reason],
+                    "evidence": {"by": "runner", "exit": dataclasses.asdict(info)},
+                    "attempt": attempt,
+                }
+            )
+            finished.add(inflight)
+            inflight = None
+        return finished, inflight
+
+    def close(self) -> None:
+        self.journal.close()
+        self._cells_file.close()
+
+
+def _parse(line: str) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+        if isinstance(event, dict) and "event" in event:
+            return event
+    except json.JSONDecodeError:
+        pass
+    return {"event": "log", "level": "stdout", "message": line[:2000], "t_ns": time.monotonic_ns()}
+
+
+def write_run_header(
+    run_dir: Path, header: dict[str, Any], cells: list[Cell], matrix_path: Path
+) -> None:
+    (run_dir / "matrix").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(matrix_path, run_dir / "matrix" / "source.yaml")
+    write_json_atomic(run_dir / "matrix" / "cells.json", [c.to_dict() for c in cells])
+    write_json_atomic(
+        run_dir / "run.json", {"schema": RUN_SCHEMA, **header, "cell_ids": [c.id for c in cells]}
+    )
+
+
+def count_statuses(run_dir: Path, cells: list[Cell]) -> dict[str, int]:
+    done = finished_cells(run_dir)
+    counts: dict[str, int] = {}
+    for cell in cells:
+        status = done.get(cell.id, {}).get("status", "not_run")
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+__all__ = ["Controls", "Interrupted", "RunOutcome", "Sweep", "count_statuses", "write_run_header"]
