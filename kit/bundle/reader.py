@@ -217,8 +217,11 @@ class BundleFiles:
                 tmp.seek(0)
                 self._tar = tarfile.open(fileobj=tmp, mode="r:")  # noqa: SIM115
             else:
-                mode = "r:gz" if kind == "gz" else "r:"
-                self._tar = tarfile.open(path, mode=mode)  # noqa: SIM115 (closed by close())
+                # closed by close(), through the exit stack
+                if kind == "gz":
+                    self._tar = tarfile.open(path, mode="r:gz")  # noqa: SIM115
+                else:
+                    self._tar = tarfile.open(path, mode="r:")  # noqa: SIM115
             self._stack.callback(self._tar.close)
             self._infos: dict[str, tarfile.TarInfo] = {}
             for info in self._tar.getmembers():

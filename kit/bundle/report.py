@@ -1,0 +1,211 @@
+"""`kit report`: REPORT.md, PNG plots and CSV exports from a bundle (or a run directory).
+
+The same code writes `report/` inside a bundle while it is built (from the member plan) and
+regenerates it from an archive alone (members read, never extracted), so a reviewer can
+check that every table and figure follows from the bundle's data.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kit.bundle import plots, report_tables
+from kit.bundle.archive import Source as MemberSource
+from kit.bundle.report_data import MappingSource, ReportData, Source, load
+from kit.bundle.results import fmt
+from kit.errors import KitError
+
+Column = tuple[str, str, Callable[[Any], str] | None]
+
+
+def _f(digits: int) -> Callable[[Any], str]:
+    def render(value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        return f"{value:.{digits}f}"
+
+    return render
+
+
+def _ci(row: dict[str, Any]) -> str:
+    low, high = row.get("ci_low", math.nan), row.get("ci_high", math.nan)
+    if math.isnan(low) or math.isnan(high):
+        return "-"
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def md_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
+    if not rows:
+        return "_none_\n"
+    head = "| " + " | ".join(title for _, title, _ in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = []
+    for row in rows:
+        cells = []
+        for key, _, render in columns:
+            value = row if key == "*" else row.get(key)
+            text = render(value) if render else ("-" if value in (None, "") else str(value))
+            cells.append(text.replace("|", "\\|").replace("\n", " "))
+        body.append("| " + " | ".join(cells) + " |")
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0]) if rows else ["empty"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([fmt(row.get(c)) for c in columns])
+
+
+PUBLISHED_COLUMNS: list[Column] = [
+    ("group", "group", None),
+    ("match", "cells matched", None),
+    ("statistic", "statistic", None),
+    ("published", "published", _f(3)),
+    ("ours", "ours", _f(3)),
+    ("ratio", "ours / published", _f(2)),
+    ("*", "our 95% CI", _ci),
+    ("n", "n", None),
+    ("source", "source", None),
+]
+EAGER_COLUMNS: list[Column] = [
+    ("group", "group", None),
+    ("model", "model", None),
+    ("dtype", "dtype", None),
+    ("eager_mean_ms", "eager mean ms", _f(3)),
+    ("compiled_mean_ms", "compiled mean ms", _f(3)),
+    ("eager_median_ms", "eager median ms", _f(3)),
+    ("compiled_median_ms", "compiled median ms", _f(3)),
+    ("compiled_over_eager", "compiled/eager (medians)", _f(3)),
+    ("*", "95% CI", _ci),
+]
+
+
+def _header(data: ReportData) -> list[str]:
+    m = data.manifest
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(m["cells"]["by_status"].items()))
+    energy = (m.get("energy_j") or {}).get("cells")
+    gpu = m.get("gpu") or {}
+    lines = [
+        f"# Report: {m['matrix'].get('id')} run of {m.get('created_utc')}",
+        "",
+        f"- kit {m.get('kit_version')}, commit `{m.get('git_commit')}`"
+        + (" (dirty tree)" if m.get("git_dirty") else ""),
+        f"- command: `{' '.join(str(a) for a in m.get('argv') or [])}`",
+        f"- device: {m.get('device')}; GPU: {gpu.get('name', '-') if isinstance(gpu, dict) else '-'}",
+        f"- cells: {counts}" + ("; **INCOMPLETE run**" if m.get("incomplete") else ""),
+        f"- GPU energy in cell windows: {_f(1)(energy)} J" if energy is not None else "",
+        f"- bundle content hash: `{m.get('content_hash', '(computed when bundled)')}`",
+        "",
+    ]
+    return [line for line in lines if line != ""] + [""]
+
+
+def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> None:
+    """Write REPORT.md, PNGs and CSVs into `out_dir` (created)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    published = report_tables.published_table(data)
+    eager = report_tables.eager_vs_compiled(data)
+    family, family_note = report_tables.gpt2_family(data)
+    energy = report_tables.energy_by_backend(data)
+    problems = report_tables.problem_cells(data)
+    integrity = report_tables.integrity_summary(data)
+    figures: dict[str, str | None] = {}
+    if with_plots:
+        figures["eager"] = plots.eager_vs_compiled(eager, out_dir)
+        figures["family"] = plots.gpt2_family(family, out_dir)
+        figures["energy"] = plots.energy_per_token(energy, out_dir)
+        figures["timeline"] = plots.telemetry_timeline(data, out_dir)
+
+    def figure(key: str) -> list[str]:
+        name = figures.get(key)
+        return [f"![{key}]({name})", ""] if name else []
+
+    md = _header(data)
+    md += ["## Published values vs ours", "", md_table(published, PUBLISHED_COLUMNS)]
+    md += ["## Prefill: eager vs compiled, per model", "", md_table(eager, EAGER_COLUMNS)]
+    md += figure("eager")
+    md += ["## GPT-2 family: latency vs depth and parameters", ""]
+    md += [family_note, ""] if family_note else []
+    md += [
+        md_table(
+            family,
+            [(k, k, _f(3) if k == "median_ms" else None) for k in
+             ("model", "n_layer", "params", "backend", "mode", "median_ms", "n")],
+        )
+    ]  # fmt: skip
+    md += figure("family")
+    md += ["## Energy per token by backend", ""]
+    md += [
+        md_table(
+            energy,
+            [(k, k, _f(3) if k in ("energy_j", "mj_per_token") else None) for k in
+             ("backend", "mode", "cells", "energy_j", "tokens", "mj_per_token")],
+        )
+        if energy
+        else "_no telemetry in this run_\n"
+    ]  # fmt: skip
+    md += figure("energy")
+    md += ["## Telemetry timeline", ""]
+    md += figure("timeline") or ["_no telemetry in this run_", ""]
+    md += [f"Throttle intervals: {len(data.throttle)}", ""]
+    md += ["## Degraded, crashed, skipped and missing cells", ""]
+    md += [md_table(problems, [(k, k, None) for k in
+                               ("cell", "status", "model", "backend", "mode", "scenario", "reasons")])]  # fmt: skip
+    md += ["## Integrity checks", ""]
+    md += [md_table(integrity, [(k, k, None) for k in ("check", "pass", "fail", "unknown")])]
+    md += ["Every check per cell: `integrity/checks.csv` in the bundle.", ""]
+    if data.notes:
+        md += ["## Notes", "", *[f"- {n}" for n in data.notes], ""]
+    (out_dir / "REPORT.md").write_text("\n".join(md), encoding="utf-8")
+    write_csv(out_dir / "published.csv", published)
+    write_csv(out_dir / "eager_vs_compiled.csv", eager)
+    write_csv(out_dir / "gpt2_family.csv", family)
+    write_csv(out_dir / "energy_by_backend.csv", energy)
+    write_csv(out_dir / "problem_cells.csv", problems)
+
+
+def write_report_into(
+    members: Mapping[str, MemberSource], manifest: Mapping[str, Any], out_dir: Path
+) -> None:
+    """Render the report of a bundle being built (its member plan and manifest)."""
+    render_report(load(MappingSource(members), manifest), out_dir)
+
+
+def report_from_path(path: Path, out_dir: Path | None, with_plots: bool = True) -> Path:
+    """Report a bundle archive or a run directory; return the folder written."""
+    if path.is_dir():
+        from kit.bundle.build import build_manifest
+        from kit.bundle.rundir import RunDir
+        from kit.bundle.stage import stage
+
+        out_dir = out_dir or path / "report"
+        with tempfile.TemporaryDirectory(prefix="kit-report-") as tmp:
+            staged = stage(RunDir.open(path), Path(tmp))
+            data = load(MappingSource(staged.members), build_manifest(staged))
+            render_report(data, out_dir, with_plots)
+        return out_dir
+    from kit.bundle.reader import ArchiveError, BundleFiles
+
+    if not path.exists():
+        raise KitError(f"not found: {path}", "give a bundle (.tar.gz/.tar.zst) or a run directory")
+    out_dir = out_dir or path.with_name(path.name.split(".")[0] + "-report")
+    try:
+        with BundleFiles(path) as files:
+            source: Source = files
+            render_report(load(source), out_dir, with_plots)
+    except ArchiveError as err:
+        raise KitError(f"cannot read {path}: {err}", f"run `kit verify {path}`") from None
+    except (KeyError, ValueError) as err:
+        raise KitError(
+            f"{path} lacks or mangles a member the report needs ({err})",
+            f"run `kit verify {path}`",
+        ) from None
+    return out_dir

@@ -1,0 +1,157 @@
+"""Everything a report needs, read from a bundle's members (archive, staging or run dir).
+
+A `Source` is anything with `names()`, `open(name)`, `read(name)` and `in`: `BundleFiles` for
+an archive, `MappingSource` for a bundle being built. Samples are streamed; only the timed
+`ok` latencies of each cell's last attempt are kept (numbers, for medians and CIs).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from kit.bundle.archive import Source as MemberSource
+
+
+class Source(Protocol):
+    def names(self) -> list[str]: ...
+    def open(self, name: str) -> IO[bytes]: ...
+    def read(self, name: str) -> bytes: ...
+    def __contains__(self, name: object) -> bool: ...
+
+
+class MappingSource:
+    """A Source over a member plan (arcname -> file path or bytes)."""
+
+    def __init__(self, members: Mapping[str, MemberSource]) -> None:
+        self._members = members
+
+    def names(self) -> list[str]:
+        return sorted(self._members)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._members
+
+    def open(self, name: str) -> IO[bytes]:
+        source = self._members[name]
+        if isinstance(source, bytes):
+            return io.BytesIO(source)
+        return Path(source).open("rb")
+
+    def read(self, name: str) -> bytes:
+        with self.open(name) as fh:
+            return fh.read()
+
+
+def csv_rows(source: Source, name: str) -> list[dict[str, str]]:
+    if name not in source:
+        return []
+    with source.open(name) as fh:
+        return list(csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8", newline="")))
+
+
+def jsonl_rows(source: Source, name: str) -> list[dict[str, Any]]:
+    if name not in source:
+        return []
+    rows = []
+    with source.open(name) as fh:
+        for line in fh:
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def num(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+@dataclasses.dataclass
+class ReportData:
+    manifest: dict[str, Any]
+    cells: dict[str, dict[str, Any]]  # id -> cell, in run order
+    statuses: dict[str, dict[str, Any]]
+    summary: list[dict[str, str]]  # results/cell_summary.csv
+    ok_ms: dict[tuple[str, str], list[float]]  # (cell, phase) -> timed ok latencies
+    published: list[dict[str, Any]]  # entries with their `group` added
+    energy: list[dict[str, str]]
+    timeline: list[dict[str, str]]
+    throttle: list[dict[str, str]]
+    windows: list[dict[str, str]]
+    checks: list[dict[str, str]]
+    notes: list[str]
+
+    def cell_fields(self, cid: str) -> dict[str, Any]:
+        return self.cells.get(cid, {"id": cid})
+
+
+def _ok_latencies(source: Source) -> dict[tuple[str, str], list[float]]:
+    best_attempt: dict[str, int] = {}
+    values: dict[tuple[str, str], list[float]] = {}
+    if "results/samples.jsonl" not in source:
+        return values
+    with source.open("results/samples.jsonl") as fh:
+        for line in fh:
+            row = json.loads(line)
+            cell, attempt = str(row.get("cell")), int(row.get("attempt", 1))
+            if attempt < best_attempt.get(cell, 0):
+                continue
+            if attempt > best_attempt.get(cell, 0):
+                best_attempt[cell] = attempt
+                for key in [k for k in values if k[0] == cell]:
+                    del values[key]
+            latency = row.get("latency_ms")
+            if row.get("warmup") or row.get("status") != "ok" or latency is None:
+                continue
+            values.setdefault((cell, str(row.get("phase"))), []).append(float(latency))
+    return values
+
+
+def _published(source: Source, notes: list[str]) -> list[dict[str, Any]]:
+    if "matrix/source.yaml" not in source:
+        notes.append("no matrix/source.yaml: published values unavailable")
+        return []
+    import yaml
+
+    try:
+        spec = yaml.safe_load(source.read("matrix/source.yaml"))
+    except yaml.YAMLError as err:
+        notes.append(f"matrix/source.yaml does not parse ({err}): published values unavailable")
+        return []
+    found = []
+    groups = spec.get("groups") if isinstance(spec, dict) else None
+    for group in groups or []:
+        for entry in (group or {}).get("published") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("match"), dict):
+                found.append({**entry, "group": group.get("id"), "matrix": spec.get("id")})
+    return found
+
+
+def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportData:
+    """Read a bundle's members into a ReportData (the manifest may be given when building)."""
+    notes: list[str] = []
+    if manifest is None:
+        manifest = json.loads(source.read("manifest.json"))
+    cells_list = json.loads(source.read("matrix/cells.json"))
+    return ReportData(
+        manifest=dict(manifest),
+        cells={str(c["id"]): c for c in cells_list},
+        statuses={str(r["cell"]): r for r in jsonl_rows(source, "results/statuses.jsonl")},
+        summary=csv_rows(source, "results/cell_summary.csv"),
+        ok_ms=_ok_latencies(source),
+        published=_published(source, notes),
+        energy=csv_rows(source, "results/cell_energy.csv"),
+        timeline=csv_rows(source, "results/telemetry_timeline.csv"),
+        throttle=csv_rows(source, "results/throttle_intervals.csv"),
+        windows=csv_rows(source, "results/cell_windows.csv"),
+        checks=csv_rows(source, "integrity/checks.csv"),
+        notes=notes,
+    )

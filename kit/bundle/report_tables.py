@@ -1,0 +1,193 @@
+"""The report's tables, computed as rows (dicts); rendering is `report.py`'s business.
+
+Published values come from the matrix file the run used (`matrix/source.yaml`, each group's
+`published:` entries); "ours" is the same statistic over the pooled timed `ok` samples of every
+cell the entry matches, with a seeded percentile-bootstrap 95% CI.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+
+from kit.bundle.report_data import ReportData, num
+from kit.stats import bootstrap_ci, ratio_of_medians_ci
+
+RESAMPLES = 1000  # TR147's count; seed 42 (kit.stats default)
+EAGER, COMPILED = "transformers-eager", "transformers-compile"
+PROBLEM_STATUSES = ("degraded", "crash", "missing", "skipped")
+
+
+def _matches(cell: dict[str, Any], entry: dict[str, Any]) -> bool:
+    if entry.get("group") is not None and cell.get("group") != entry["group"]:
+        return False
+    if entry.get("matrix") is not None and cell.get("matrix") not in (None, entry["matrix"]):
+        return False
+    return all(str(cell.get(k)) == str(v) for k, v in entry["match"].items())
+
+
+def pooled(data: ReportData, cell_ids: list[str], phase: str | None = None) -> list[float]:
+    out: list[float] = []
+    for (cid, ph), values in data.ok_ms.items():
+        if cid in cell_ids and (phase is None or ph == phase):
+            out.extend(values)
+    return out
+
+
+def published_table(data: ReportData) -> list[dict[str, Any]]:
+    rows = []
+    for entry in data.published:
+        ids = [cid for cid, cell in data.cells.items() if _matches(cell, entry)]
+        statistic = str(entry.get("statistic"))
+        value = float(entry.get("value", math.nan))
+        row: dict[str, Any] = {
+            "matrix": entry.get("matrix"),
+            "group": entry.get("group"),
+            "match": ", ".join(f"{k}={v}" for k, v in entry["match"].items()),
+            "statistic": statistic,
+            "unit": entry.get("unit", ""),
+            "published": value,
+            "ours": math.nan,
+            "ratio": math.nan,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+            "n": 0,
+            "cells": len(ids),
+            "source": entry.get("source", ""),
+        }
+        if statistic in ("mean", "median"):
+            values = pooled(data, ids)
+            row["n"] = len(values)
+            if values:
+                row["ours"] = float(np.mean(values) if statistic == "mean" else np.median(values))
+                ci = bootstrap_ci(values, statistic, resamples=RESAMPLES)
+                row["ci_low"], row["ci_high"] = ci.low, ci.high
+        elif statistic in ("crash_rate", "degraded_share"):
+            wanted = "crash" if statistic == "crash_rate" else "degraded"
+            finished = [data.statuses[c] for c in ids if c in data.statuses]
+            finished = [s for s in finished if s.get("status") != "missing"]
+            row["n"] = len(finished)
+            if finished:
+                row["ours"] = sum(s.get("status") == wanted for s in finished) / len(finished)
+        if value and not math.isnan(row["ours"]):
+            row["ratio"] = row["ours"] / value
+        rows.append(row)
+    return rows
+
+
+def eager_vs_compiled(data: ReportData) -> list[dict[str, Any]]:
+    """Prefill per (group, model, dtype): eager and compiled pooled over scenarios."""
+    groups: dict[tuple[str, str, str], dict[str, list[str]]] = defaultdict(
+        lambda: {EAGER: [], COMPILED: []}
+    )
+    for cid, cell in data.cells.items():
+        if cell.get("mode") == "prefill" and cell.get("backend") in (EAGER, COMPILED):
+            key = (str(cell.get("group")), str(cell.get("model")), str(cell.get("dtype")))
+            groups[key][str(cell["backend"])].append(cid)
+    rows = []
+    for (group, model, dtype), by_backend in sorted(groups.items()):
+        eager = pooled(data, by_backend[EAGER], "prefill")
+        compiled = pooled(data, by_backend[COMPILED], "prefill")
+        row: dict[str, Any] = {"group": group, "model": model, "dtype": dtype}
+        row["eager_mean_ms"] = float(np.mean(eager)) if eager else math.nan
+        row["compiled_mean_ms"] = float(np.mean(compiled)) if compiled else math.nan
+        row["eager_median_ms"] = float(np.median(eager)) if eager else math.nan
+        row["compiled_median_ms"] = float(np.median(compiled)) if compiled else math.nan
+        row["n_eager"], row["n_compiled"] = len(eager), len(compiled)
+        if eager and compiled:
+            ratio = ratio_of_medians_ci(compiled, eager, resamples=RESAMPLES)
+            row["compiled_over_eager"] = ratio.ratio
+            row["ci_low"], row["ci_high"] = ratio.low, ratio.high
+        else:
+            row["compiled_over_eager"] = row["ci_low"] = row["ci_high"] = math.nan
+        rows.append(row)
+    return rows
+
+
+def gpt2_family(data: ReportData) -> tuple[list[dict[str, Any]], str]:
+    """Median latency per GPT-2 model, backend and mode with depth and parameter count."""
+    try:
+        from kit.matrix.models import registry
+
+        models = registry()
+    except Exception as err:  # the registry is optional for reading a bundle
+        return [], f"model registry unavailable ({type(err).__name__}: {err})"
+    cells_by: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for cid, cell in data.cells.items():
+        spec = models.get(str(cell.get("model")))
+        if spec is not None and spec.family == "gpt2":
+            cells_by[(spec.id, str(cell.get("backend")), str(cell.get("mode")))].append(cid)
+    rows = []
+    for (model, backend, mode), ids in sorted(cells_by.items()):
+        values = pooled(data, ids, mode)
+        spec = models[model]
+        rows.append(
+            {
+                "model": model,
+                "n_layer": spec.n_layer,
+                "params": spec.params,
+                "backend": backend,
+                "mode": mode,
+                "median_ms": float(np.median(values)) if values else math.nan,
+                "n": len(values),
+            }
+        )
+    return rows, ""
+
+
+def energy_by_backend(data: ReportData) -> list[dict[str, Any]]:
+    sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for row in data.energy:
+        cell = data.cell_fields(row["cell"])
+        acc = sums[(str(cell.get("backend")), str(cell.get("mode")))]
+        acc[0] += num(row["energy_j"])
+        acc[1] += num(row["tokens"])
+        acc[2] += 1
+    return [
+        {
+            "backend": backend,
+            "mode": mode,
+            "cells": int(n),
+            "energy_j": energy,
+            "tokens": int(tokens),
+            "mj_per_token": 1000.0 * energy / tokens if tokens else math.nan,
+        }
+        for (backend, mode), (energy, tokens, n) in sorted(sums.items())
+    ]
+
+
+def problem_cells(data: ReportData) -> list[dict[str, Any]]:
+    rows = []
+    for cid, status in data.statuses.items():
+        if status.get("status") not in PROBLEM_STATUSES:
+            continue
+        cell = data.cell_fields(cid)
+        rows.append(
+            {
+                "cell": cid,
+                "status": status.get("status"),
+                "model": cell.get("model"),
+                "backend": cell.get("backend"),
+                "mode": cell.get("mode"),
+                "scenario": cell.get("scenario"),
+                "reasons": "; ".join(status.get("reasons") or []),
+            }
+        )
+    return rows
+
+
+def integrity_summary(data: ReportData) -> list[dict[str, Any]]:
+    counts: Counter[tuple[str, str]] = Counter((c["check"], c["result"]) for c in data.checks)
+    names = sorted({check for check, _ in counts})
+    return [
+        {
+            "check": name,
+            "pass": counts[(name, "pass")],
+            "fail": counts[(name, "fail")],
+            "unknown": counts[(name, "unknown")],
+        }
+        for name in names
+    ]
