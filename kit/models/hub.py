@@ -132,6 +132,7 @@ def download_snapshot(repo_id: str, revision: str | None, dest: Path) -> HubSnap
             local_dir=dest,
             allow_patterns=_weight_patterns(names),
             etag_timeout=10,
+            endpoint=endpoint(),  # huggingface_hub reads HF_ENDPOINT only once, at import
         )
     except Exception as err:
         raise _hub_error(repo_id, err) from err
@@ -150,7 +151,9 @@ def download_files(repo_id: str, filenames: list[str], dest: Path) -> str:
     try:
         commit = str(HfApi(endpoint=endpoint()).model_info(repo_id).sha)
         for name in filenames:
-            hf_hub_download(repo_id, name, revision=commit, local_dir=dest, etag_timeout=10)
+            hf_hub_download(
+                repo_id, name, revision=commit, local_dir=dest, etag_timeout=10, endpoint=endpoint()
+            )
     except Exception as err:
         raise _hub_error(repo_id, err) from err
     return commit
