@@ -148,7 +148,11 @@ def build_manifest(staged: Staged) -> dict[str, Any]:
 
 
 def build_bundle(
-    run_dir: Path, out: Path | None = None, compression: str = "gz", report: bool = True
+    run_dir: Path,
+    out: Path | None = None,
+    compression: str = "gz",
+    report: bool = True,
+    plots: bool = True,
 ) -> BundleResult:
     """Bundle `run_dir` into `out` (default: beside it). Raises KitError on bad input."""
     run = RunDir.open(run_dir)
@@ -160,7 +164,7 @@ def build_bundle(
             from kit.bundle.report import write_report_into
 
             report_dir = Path(tmp) / "stage" / "report"
-            write_report_into(staged.members, manifest, report_dir)
+            write_report_into(staged.members, manifest, report_dir, plots)
             for path in sorted(report_dir.rglob("*")):
                 if path.is_file():
                     staged.members[f"report/{path.relative_to(report_dir).as_posix()}"] = path

@@ -173,10 +173,13 @@ def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> N
 
 
 def write_report_into(
-    members: Mapping[str, MemberSource], manifest: Mapping[str, Any], out_dir: Path
+    members: Mapping[str, MemberSource],
+    manifest: Mapping[str, Any],
+    out_dir: Path,
+    with_plots: bool = True,
 ) -> None:
     """Render the report of a bundle being built (its member plan and manifest)."""
-    render_report(load(MappingSource(members), manifest), out_dir)
+    render_report(load(MappingSource(members), manifest), out_dir, with_plots)
 
 
 def report_from_path(path: Path, out_dir: Path | None, with_plots: bool = True) -> Path:

@@ -14,9 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", type=Path, default=None, help="archive path (default: beside the run)"
     )
     parser.add_argument("--zstd", action="store_true", help="write .tar.zst instead of .tar.gz")
-    parser.add_argument(
-        "--no-report", action="store_true", help="leave report/ out (no plots; faster)"
-    )
+    parser.add_argument("--no-report", action="store_true", help="leave report/ out")
+    parser.add_argument("--no-plots", action="store_true", help="report without PNG plots")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         compression="zst" if args.zstd else "gz",
         report=not args.no_report,
+        plots=not args.no_plots,
     )
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.cell_counts.items()))
     print(f"bundle: {result.path}")

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bundle_corpus import CASES
+from runfactory import make_run_dir
+
+from kit.bundle import plots
+from kit.bundle.build import build_bundle
+from kit.bundle.reader import BundleFiles
+from kit.bundle.report import report_from_path
+from kit.bundle.report_data import load
+from kit.cli import main
+
+TR126 = Path(__file__).resolve().parent.parent / "kit" / "matrix" / "builtin" / "tr126.yaml"
+
+
+@pytest.fixture(scope="module")
+def tr126_run(tmp_path_factory: pytest.TempPathFactory):
+    """Six phase2-dynamic prefill cells: three eager, three compiled, one crashed."""
+    path = tmp_path_factory.mktemp("report") / "run"
+    run = make_run_dir(
+        path, n_cells=6, n_samples=12, statuses=["ok"] * 5 + ["crash"], telemetry_rows=500
+    )
+    shutil.copy(TR126, path / "matrix" / "source.yaml")
+    cells = json.loads((path / "matrix" / "cells.json").read_text())
+    for cell in cells[3:]:
+        cell["backend"], cell["backend_label"] = "transformers-compile", "compiled"
+    (path / "matrix" / "cells.json").write_text(json.dumps(cells))
+    return run
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_published_table_compares_like_for_like(tr126_run, tmp_path: Path) -> None:
+    out = report_from_path(tr126_run.path, tmp_path / "r", with_plots=False)
+    rows = _csv(out / "published.csv")
+    eager_25m = next(
+        r for r in rows
+        if r["group"] == "phase2-dynamic" and r["match"] == "model=gpt2-25m, backend=transformers-eager"
+    )  # fmt: skip
+    expected = float(np.mean(tr126_run.kept[tr126_run.cells[0]["id"]]))
+    assert float(eager_25m["published"]) == pytest.approx(1.81)
+    assert float(eager_25m["ours"]) == pytest.approx(expected, abs=1e-6)
+    assert float(eager_25m["ratio"]) == pytest.approx(expected / 1.81, abs=1e-6)
+    assert float(eager_25m["ci_low"]) < expected < float(eager_25m["ci_high"])
+    assert eager_25m["n"] == "12"
+    report = (out / "REPORT.md").read_text()
+    assert (
+        "## Published values vs ours" in report and "TR126 phase 2 dynamic prefill means" in report
+    )
+
+
+def test_eager_vs_compiled_family_and_problem_cells(tr126_run, tmp_path: Path) -> None:
+    out = report_from_path(tr126_run.path, tmp_path / "r", with_plots=False)
+    eager = _csv(out / "eager_vs_compiled.csv")
+    assert sorted(r["model"] for r in eager) == ["gpt2-100m", "gpt2-25m", "gpt2-50m"]
+    assert all(r["compiled_over_eager"] for r in eager)
+    family = {(r["model"], r["backend"]): r for r in _csv(out / "gpt2_family.csv")}
+    assert family[("gpt2-50m", "transformers-eager")]["n_layer"] == "8"
+    problems = _csv(out / "problem_cells.csv")
+    assert [(p["status"], p["reasons"]) for p in problems] == [
+        ("crash", "child killed by signal 9")
+    ]
+
+
+def test_report_from_bundle_matches_report_from_run(tr126_run, tmp_path: Path) -> None:
+    bundle = build_bundle(tr126_run.path, tmp_path / "b.tar.gz", report=False).path
+    from_run = report_from_path(tr126_run.path, tmp_path / "from_run", with_plots=False)
+    from_bundle = report_from_path(bundle, tmp_path / "from_bundle", with_plots=False)
+    for name in ("published.csv", "eager_vs_compiled.csv", "gpt2_family.csv",
+                 "energy_by_backend.csv", "problem_cells.csv"):  # fmt: skip
+        assert (from_run / name).read_bytes() == (from_bundle / name).read_bytes(), name
+
+
+def test_bundle_with_report_is_deterministic(tr126_run, tmp_path: Path) -> None:
+    a = build_bundle(tr126_run.path, tmp_path / "a.tar.gz", plots=False).path
+    b = build_bundle(tr126_run.path, tmp_path / "b.tar.gz", plots=False).path
+    assert a.read_bytes() == b.read_bytes()
+    with tarfile.open(a) as tar:
+        assert {"report/REPORT.md", "report/published.csv"} <= set(tar.getnames())
+
+
+def test_plots_are_in_the_bundle_and_byte_stable(tr126_run, tmp_path: Path) -> None:
+    bundle = build_bundle(tr126_run.path, tmp_path / "a.tar.gz").path
+    with tarfile.open(bundle) as tar:
+        names = set(tar.getnames())
+        timeline = tar.extractfile("report/telemetry_timeline.png").read()  # type: ignore[union-attr]
+    for png in ("telemetry_timeline", "prefill_eager_vs_compiled", "gpt2_depth_params",
+                "energy_per_token"):  # fmt: skip
+        assert f"report/{png}.png" in names
+    assert timeline.startswith(b"\x89PNG")
+    data = load(BundleFiles(bundle))
+    (tmp_path / "again").mkdir()
+    plots.telemetry_timeline(data, tmp_path / "again")
+    assert (tmp_path / "again" / "telemetry_timeline.png").read_bytes() == timeline
+
+
+def test_report_of_damaged_bundle_is_one_error_line(
+    tr126_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = build_bundle(tr126_run.path, tmp_path / "g.tar.gz", report=False).path
+    bad = tmp_path / "bad.tar.gz"
+    CASES["truncated"][0](good, bad)
+    assert main(["report", str(bad), "-o", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read") and "Traceback" not in err
