@@ -39,10 +39,10 @@ class WindowResult:
     rows: int = 0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Row:
     t_ns: int
-    values: dict[str, float | None]
+    values: tuple[float | None, ...]  # TIMELINE_FIELDS, in order
     reasons: frozenset[str]
     counter_j: float | None  # NVML energy counter, joules
     integral_j: float  # running trapezoid integral of power, joules
@@ -76,8 +76,10 @@ def throttle_reasons(field: str) -> frozenset[str]:
 
 
 def _float(text: str) -> float | None:
+    if not text:
+        return None
     try:
-        return float(text) if text.strip() else None
+        return float(text)
     except ValueError:
         return None
 
@@ -87,23 +89,38 @@ def iter_rows(path: Path) -> Iterator[Row]:
     integral = 0.0
     prev_t: int | None = None
     prev_power: float | None = None
+    reasons_seen: dict[str, frozenset[str]] = {}
     with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        where = {name: i for i, name in enumerate(header)}
+        i_t = where.get("t_ns", 0)
+        i_values = [where.get(name, -1) for name in TIMELINE_FIELDS]
+        i_power = where.get("power_w", -1)
+        i_energy = where.get("energy_mj", -1)
+        i_reasons = where.get("clock_event_reasons", -1)
+        width = len(header)
         for raw in reader:
+            if len(raw) < width:
+                continue
             try:
-                t_ns = int(raw.get("t_ns") or "")
+                t_ns = int(raw[i_t])
             except ValueError:
                 continue
-            values = {name: _float(raw.get(name) or "") for name in TIMELINE_FIELDS}
-            power = values["power_w"]
+            values = tuple(_float(raw[i]) if i >= 0 else None for i in i_values)
+            power = _float(raw[i_power]) if i_power >= 0 else None
             if prev_t is not None and power is not None and prev_power is not None:
                 integral += (power + prev_power) / 2.0 * max(0, t_ns - prev_t) / 1e9
             prev_t, prev_power = t_ns, power
-            energy_mj = _float(raw.get("energy_mj") or "")
+            energy_mj = _float(raw[i_energy]) if i_energy >= 0 else None
+            text = raw[i_reasons] if i_reasons >= 0 else ""
+            reasons = reasons_seen.get(text)
+            if reasons is None:
+                reasons = reasons_seen[text] = throttle_reasons(text)
             yield Row(
                 t_ns=t_ns,
                 values=values,
-                reasons=throttle_reasons(raw.get("clock_event_reasons") or ""),
+                reasons=reasons,
                 counter_j=None if energy_mj is None else energy_mj / 1000.0,
                 integral_j=integral,
             )
@@ -135,11 +152,11 @@ def join(
     )
     at_start: dict[int, tuple[float | None, float]] = {}
     next_edge = 0
-    sums: list[dict[str, float]] = []
-    counts: list[dict[str, int]] = []
+    sums: list[list[float]] = []
+    counts: list[list[int]] = []
     if span is not None and span[1] > span[0]:
-        sums = [dict.fromkeys(TIMELINE_FIELDS, 0.0) for _ in range(bins)]
-        counts = [dict.fromkeys(TIMELINE_FIELDS, 0) for _ in range(bins)]
+        sums = [[0.0] * len(TIMELINE_FIELDS) for _ in range(bins)]
+        counts = [[0] * len(TIMELINE_FIELDS) for _ in range(bins)]
     first: Row | None = None
     prev: Row | None = None
     open_windows: set[int] = set()
@@ -175,10 +192,10 @@ def join(
         if sums and span is not None:
             b = (row.t_ns - span[0]) * bins // (span[1] - span[0])
             if 0 <= b < bins:
-                for name, v in row.values.items():
+                for k, v in enumerate(row.values):
                     if v is not None:
-                        sums[b][name] += v
-                        counts[b][name] += 1
+                        sums[b][k] += v
+                        counts[b][k] += 1
         prev = row
     if prev is not None and first is not None:
         if throttle_start is not None:
@@ -193,10 +210,10 @@ def join(
     if span is not None and sums:
         width = (span[1] - span[0]) / bins
         for b in range(bins):
-            if any(counts[b].values()):
+            if any(counts[b]):
                 mean = {
-                    n: (sums[b][n] / counts[b][n]) if counts[b][n] else None
-                    for n in TIMELINE_FIELDS
+                    name: (sums[b][k] / counts[b][k]) if counts[b][k] else None
+                    for k, name in enumerate(TIMELINE_FIELDS)
                 }
                 out.timeline.append((int(span[0] + (b + 0.5) * width), mean))
     return out
