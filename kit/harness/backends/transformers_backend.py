@@ -80,6 +80,10 @@ class TransformersBackend:
 
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
+        # One process measures many prompt lengths; with dynamic=False each new length is a
+        # recompile. Past the default limit (8) dynamo silently runs the frame EAGER, which
+        # would make later "compiled" cells fake. Raise it, and record it.
+        torch._dynamo.config.recompile_limit = max(64, int(torch._dynamo.config.recompile_limit))
         if not self.spec["cells"][0].get("cudagraphs", True):
             inductor_config.triton.cudagraphs = False
         self.model.forward = torch.compile(
@@ -92,6 +96,8 @@ class TransformersBackend:
         return {
             "settings": cfg,
             "suppress_errors": bool(torch._dynamo.config.suppress_errors),
+            "recompile_limit": int(torch._dynamo.config.recompile_limit),
+            "automatic_dynamic_shapes": bool(torch._dynamo.config.automatic_dynamic_shapes),
             "inductor_cudagraphs": bool(inductor_config.triton.cudagraphs),
             "cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
         }
