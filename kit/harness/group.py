@@ -178,6 +178,9 @@ def run_group(
         out.emit(
             "phase", phase="load", cell=None, t0_ns=t0, t1_ns=t1, ms=(t1 - t0) / 1e6, detail=details
         )
+        # One-off phases a backend timed inside load() (export, session, engine_start).
+        for phase in getattr(backend, "phases", []):
+            out.emit("phase", **phase)
     except Exception as err:
         message = f"model load failed: {type(err).__name__}: {err}"
         out.log(traceback.format_exc(), level="error")
