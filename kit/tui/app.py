@@ -1,0 +1,216 @@
+"""The kit's terminal UI: `kit` with no command opens it (`main(args)`).
+
+Five screens (modes), switched with keys 1-5: GPUs, Matrices, Run, Results, Runs. The app
+holds the shared state (detection, GPU history, the run's progress) and owns every worker
+(see `kit.tui.workers`), so worker failures reach one handler: `on_worker_state_changed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.worker import Worker, WorkerState
+
+from kit.errors import KitError
+from kit.gpu.snapshot import Detection
+from kit.matrix import Matrix
+from kit.runner.plan import RunRequest
+from kit.runner.sweep import Controls
+from kit.tui.config import TuiConfig
+from kit.tui.messages import (
+    BundleMade,
+    GpuReadings,
+    GpusDetected,
+    MatricesLoaded,
+    ResultsLoaded,
+    RunEnded,
+    RunEvent,
+    RunPlanned,
+    RunsListed,
+)
+from kit.tui.models.gpu import GpuHistory
+from kit.tui.models.progress import RunProgress
+from kit.tui.models.results import ResultRow
+from kit.tui.models.runs import RunInfo
+from kit.tui.screens.base import KitScreen
+from kit.tui.screens.error import ErrorScreen
+from kit.tui.workers import KitWorkers
+
+SCREENS_IN_ORDER = ("gpus", "matrices", "run", "results", "runs")
+
+
+class KitApp(KitWorkers):
+    TITLE = "llm-repro-kit"
+    CSS_PATH = "app.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1", "show('gpus')", "GPUs"),
+        Binding("2", "show('matrices')", "Matrices"),
+        Binding("3", "show('run')", "Run"),
+        Binding("4", "show('results')", "Results"),
+        Binding("5", "show('runs')", "Runs"),
+        Binding("ctrl+t", "toggle_theme", "Theme"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, config: TuiConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or TuiConfig()
+        self.detection: Detection | None = None
+        self.gpu_history = GpuHistory(keep=self.config.history)
+        self.progress: RunProgress | None = None
+        self.progress_version = 0
+        self.run_dir: Path | None = None
+        self.controls: Controls | None = None
+        self.errors: list[str] = []  # every worker failure shown, for tests and the log
+        self.matrices: list[Matrix] | None = None
+        self.past_per_rep_s: dict[tuple[str, str, str, str], float] = {}
+        self.results: tuple[Path, list[ResultRow], int] | None = None  # dir, rows, version
+        self.runs: list[RunInfo] | None = None
+        self.last_bundle: BundleMade | None = None
+
+    def on_mount(self) -> None:
+        from kit.tui.screens.gpus import GpusScreen
+        from kit.tui.screens.matrices import MatricesScreen
+        from kit.tui.screens.results import ResultsScreen
+        from kit.tui.screens.run import RunScreen
+        from kit.tui.screens.runs import RunsScreen
+
+        classes = (GpusScreen, MatricesScreen, RunScreen, ResultsScreen, RunsScreen)
+        for name, cls in zip(SCREENS_IN_ORDER, classes, strict=True):
+            self.install_screen(cls(), name)
+            self.add_mode(name, name)
+        self.switch_mode("gpus")
+        self.detect_gpus()
+        self.load_matrices()
+        self.list_runs()
+
+    # -- navigation -------------------------------------------------------------------------
+    def action_show(self, name: str) -> None:
+        if name == "runs":
+            self.list_runs()
+        self.switch_mode(name)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def _sync(self, *names: str) -> None:
+        """Let the named screens re-render from the app's state (only if they were shown)."""
+        for name in names:
+            screen = self.get_screen(name)
+            if isinstance(screen, KitScreen) and screen.is_mounted:
+                screen.sync()
+
+    # -- messages from workers --------------------------------------------------------------
+    def on_gpus_detected(self, message: GpusDetected) -> None:
+        self.detection = message.detection
+        self._sync("gpus", "matrices")
+        self.poll_gpus(message.detection)
+
+    def on_gpu_readings(self, message: GpuReadings) -> None:
+        self.gpu_history.add(message.readings)
+        self.gpu_history.lost = message.lost
+        screen = self.screen
+        if isinstance(screen, KitScreen):
+            screen.sync_gpu()
+
+    def on_matrices_loaded(self, message: MatricesLoaded) -> None:
+        self.matrices = message.matrices
+        self.past_per_rep_s = message.past_per_rep_s
+        self._sync("matrices")
+
+    def on_run_planned(self, message: RunPlanned) -> None:
+        self.run_dir = message.run_dir
+        self.progress = RunProgress(message.cells, message.finished, clock=self.config.clock)
+        self.progress_version += 1
+
+    def on_run_event(self, message: RunEvent) -> None:
+        if self.progress is not None:
+            self.progress.apply(message.event)
+            self.progress_version += 1
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        if self.progress is not None and self.progress.state == "running":
+            self.progress.state = "interrupted" if message.interrupted else "finished"
+        self.progress_version += 1
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(message.counts.items()))
+        word = "stopped (resumable)" if message.interrupted else "finished"
+        self.notify(f"run {word}: {counts}", title=message.run_dir.name)
+        self.load_results(message.run_dir)
+        self.list_runs()
+
+    def on_results_loaded(self, message: ResultsLoaded) -> None:
+        version = self.results[2] + 1 if self.results else 0
+        self.results = (message.run_dir, message.rows, version)
+        self._sync("results")
+
+    def on_runs_listed(self, message: RunsListed) -> None:
+        self.runs = message.runs
+        self._sync("runs")
+
+    def on_bundle_made(self, message: BundleMade) -> None:
+        self.last_bundle = message
+        self.notify(f"bundle written: {message.path.name}", title="bundle")
+        self.list_runs()
+
+    # -- the one place worker failures are handled --------------------------------------------
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if isinstance(error, KitError):
+            title, hint = error.title, error.hint
+        else:
+            title, hint = (
+                f"{type(error).__name__}: {error}",
+                "this is a bug in the kit; please report it",
+            )
+        what = event.worker.group
+        self.errors.append(f"{what}: {title}")
+        if what == "run" and self.progress is not None:
+            self.progress.state = "failed"
+            self.progress.note("error", f"run failed: {title}")
+            self.progress_version += 1
+        if what in ("gpu-poll",):
+            self.notify(f"{title}. {hint}", title="GPU readings stopped", severity="warning")
+            return
+        self.push_screen(ErrorScreen(f"{what} failed", title, hint))
+
+    # -- actions the screens call ----------------------------------------------------------
+    def start_run(self, request: RunRequest) -> None:
+        if self.sweep_running():
+            self.notify("a run is already in progress", severity="warning")
+            return
+        self.controls = Controls()
+        self.progress = None
+        self.progress_version += 1
+        self.switch_mode("run")
+        self.run_sweep(request, None, self.controls)
+
+    def resume_run(self, run_dir: Path) -> None:
+        if self.sweep_running():
+            self.notify("a run is already in progress", severity="warning")
+            return
+        self.controls = Controls()
+        self.progress = None
+        self.progress_version += 1
+        self.switch_mode("run")
+        self.run_sweep(None, run_dir, self.controls)
+
+    def sweep_running(self) -> bool:
+        return any(w.group == "run" and w.is_running for w in self.workers)
+
+    def open_results(self, run_dir: Path) -> None:
+        self.switch_mode("results")
+        self.load_results(run_dir)
+
+
+def main(args: argparse.Namespace | None = None) -> int:
+    """Run the UI until the person quits; returns the exit code."""
+    results = getattr(args, "results", None)
+    config = TuiConfig(results_dir=Path(results)) if results else TuiConfig()
+    app = KitApp(config)
+    code: Any = app.run()
+    return int(code or 0)

@@ -1,0 +1,138 @@
+"""The Matrices screen's logic: the tree of a matrix, which cells can run here, and how
+long a selection will take."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from kit.matrix import Cell
+
+# A guess of one repetition's seconds per mode (CPU-tiny to GPU-small models), used until a
+# past run in the results folder measured the same backend, model, mode and device.
+PER_REP_GUESS_S = {"prefill": 0.05, "kv_decode": 1.0, "e2e_kv": 1.0, "generate": 1.5}
+GROUP_OVERHEAD_S = 8.0  # process start, torch import, model load
+
+
+@dataclasses.dataclass
+class Node:
+    label: str
+    cell_ids: tuple[str, ...]
+    children: list[Node] = dataclasses.field(default_factory=list)
+
+
+def build_tree(matrix_id: str, cells: Sequence[Cell]) -> Node:
+    """matrix -> groups -> backends -> models -> `scenario / mode` leaves (cells in order)."""
+    root = Node(matrix_id.upper(), tuple(c.id for c in cells))
+    index: dict[tuple[str, ...], Node] = {}
+    for cell in cells:
+        path = (
+            cell.group,
+            f"{cell.backend} ({cell.backend_label})",
+            f"{cell.model} {cell.dtype}",
+            f"{cell.scenario} / {cell.mode}",
+        )
+        parent = root
+        for depth in range(len(path)):
+            key = path[: depth + 1]
+            node = index.get(key)
+            if node is None:
+                node = Node(path[depth], ())
+                index[key] = node
+                parent.children.append(node)
+            node.cell_ids = (*node.cell_ids, cell.id)
+            parent = node
+    return root
+
+
+def _module_present(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def backend_problem(backend: str, runner: str) -> str | None:
+    """Why `backend` cannot run with `runner` on this machine, or None."""
+    from kit.harness.backends import REGISTRY
+
+    target = REGISTRY.get(backend)
+    if target is None:
+        return f"backend {backend} is not implemented in this kit version"
+    if runner == "docker":
+        if not _module_present("kit.runner.docker") or not _module_present("docker"):
+            return "the docker runner is not available in this kit"
+        return None
+    module = {"onnxruntime": "onnxruntime", "vllm": "vllm"}.get(backend)
+    if module and not _module_present(module):
+        return f"backend {backend} needs Python module {module!r} on the host (or runner docker)"
+    return None
+
+
+def cell_problem(cell: Cell, has_gpu: bool, device: str | None, runner: str) -> str | None:
+    """Why `cell` cannot run here with the chosen device override and runner, or None."""
+    effective = device or cell.device
+    if effective == "cuda" and not has_gpu:
+        return "needs a GPU, none visible (device cpu: d)"
+    if effective == "cpu" and cell.backend in ("tensorrt", "vllm") and cell.device == "cuda":
+        return f"backend {cell.backend} has no CPU path in this matrix"
+    return backend_problem(cell.backend, runner)
+
+
+def past_per_rep_s(results_dir: Path) -> dict[tuple[str, str, str, str], float]:
+    """(backend, model, mode, device) -> median seconds per repetition, from past summaries."""
+    found: dict[tuple[str, str, str, str], float] = {}
+    if not results_dir.is_dir():
+        return found
+    for path in sorted(results_dir.glob("*/summary.json")):
+        try:
+            rows = json.loads(path.read_text()).get("rows", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        for row in rows:
+            fields = row.get("fields") or {}
+            median = (row.get("latency_ms") or {}).get("median")
+            if median is None:
+                continue
+            key = (
+                str(fields.get("backend")),
+                str(fields.get("model")),
+                str(row.get("phase")),
+                str(fields.get("device")),
+            )
+            found[key] = float(median) / 1000.0
+    return found
+
+
+def estimate_s(
+    cells: Iterable[Cell],
+    device: str | None,
+    reps: int | None,
+    warmup: int | None,
+    past: dict[tuple[str, str, str, str], float],
+) -> tuple[float, int]:
+    """(estimated seconds, cells whose estimate comes from a past run)."""
+    total, from_past, groups = 0.0, 0, set()
+    for cell in cells:
+        dev = device or cell.device
+        n = (reps or cell.repetitions) + (cell.warmup if warmup is None else warmup)
+        key = (cell.backend, cell.model, cell.mode, dev)
+        if key in past:
+            per_rep, from_past = past[key], from_past + 1
+        else:
+            per_rep = PER_REP_GUESS_S.get(cell.mode, 1.0)
+        total += n * per_rep * max(1, cell.concurrency)
+        groups.add(cell.replace(device=dev).group_id())
+    return total + GROUP_OVERHEAD_S * len(groups), from_past
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--"
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
