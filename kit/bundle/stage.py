@@ -110,6 +110,11 @@ def stage(run: RunDir, work: Path) -> Staged:
     for folder in ("env", "matrix", "telemetry"):
         for path in run.files_under(folder):
             members[path.relative_to(run.path).as_posix()] = path
+    # Each group's stderr (crash context). Not the harness inputs (they name machine-local
+    # paths; their prompt ids are in the journal's cell_started) nor compiler caches.
+    for path in run.files_under("groups"):
+        if path.parent.parent == run.path / "groups" and path.suffix == ".log":
+            members[path.relative_to(run.path).as_posix()] = path
     return Staged(
         run=run,
         members=members,
