@@ -95,6 +95,9 @@ def build_image(
 
     Raises KitError naming the failed step (the daemon's error message).
     """
+    import docker.client
+    import docker.errors
+
     import docker  # lazy: see kit/images/__init__.py
 
     base = options.base_image or base_reference(spec, variant)
@@ -107,8 +110,10 @@ def build_image(
         "PIP_EXTRA_ARGS": "--no-index" if complete else "",
         "TORCH_INDEX_URL": torch_index_url(),
     }
-    progress(f"building {spec.tag(variant)} from {base}" + (" (offline wheels)" if complete else ""))
-    client = docker.from_env()
+    progress(
+        f"building {spec.tag(variant)} from {base}" + (" (offline wheels)" if complete else "")
+    )
+    client = docker.client.from_env()
     image_id = ""
     for line in _stream(client, context, spec, variant, buildargs, options):
         progress(line)

@@ -42,7 +42,9 @@ def read_lock(root: Path | None = None) -> dict[str, Any]:
     return data
 
 
-def lock_entry(spec: ImageSpec, variant: Variant, root: Path | None = None) -> dict[str, Any] | None:
+def lock_entry(
+    spec: ImageSpec, variant: Variant, root: Path | None = None
+) -> dict[str, Any] | None:
     """The lock JSON's record for this image variant, or None when it has none."""
     entry = read_lock(root).get("images", {}).get(f"{spec.name}:{variant.name}")
     return entry if isinstance(entry, dict) else None
@@ -120,9 +122,12 @@ def render_requirements(spec: ImageSpec, variant: Variant, pins: list[tuple[str,
 
 def registry_digest(ref: str) -> str | None:
     """Pull `ref` and return its repo digest (sha256:...), or None when no registry answers."""
+    import docker.client
+    import docker.errors
+
     import docker  # lazy: see kit/images/__init__.py
 
-    client = docker.from_env()
+    client = docker.client.from_env()
     try:
         image = client.images.pull(ref)
     except docker.errors.APIError:

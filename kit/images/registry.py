@@ -7,7 +7,10 @@ The versions of the ML stack are named once, in `docker/versions.env`; everythin
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import socket
+import urllib.parse
 from pathlib import Path
 
 from kit.errors import KitError
@@ -18,9 +21,17 @@ LOCAL_BASE_IMAGE = "llm-repro-kit/base:bookworm"  # scripts/build-base-image
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
+@functools.lru_cache(maxsize=1)
 def torch_index_url() -> str:
-    """PyTorch's CPU wheel index; KIT_TORCH_INDEX_URL overrides it ("" where unreachable)."""
-    return os.environ.get("KIT_TORCH_INDEX_URL", TORCH_CPU_INDEX)
+    """PyTorch's CPU wheel index, or "" where its host does not resolve (offline machines,
+    where pip would otherwise retry it for minutes); KIT_TORCH_INDEX_URL overrides it."""
+    if "KIT_TORCH_INDEX_URL" in os.environ:
+        return os.environ["KIT_TORCH_INDEX_URL"]
+    try:
+        socket.getaddrinfo(urllib.parse.urlsplit(TORCH_CPU_INDEX).hostname or "", 443)
+    except OSError:
+        return ""
+    return TORCH_CPU_INDEX
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +59,7 @@ class ImageSpec:
             if variant.name == name:
                 return variant
         known = ", ".join(v.name for v in self.variants)
-        raise KitError(
-            f"image {self.name} has no variant {name!r}", f"pick one of: {known}"
-        )
+        raise KitError(f"image {self.name} has no variant {name!r}", f"pick one of: {known}")
 
     def lock_path(self, variant: Variant) -> str:
         folder = Path(self.dockerfile).parent
@@ -98,7 +107,11 @@ IMAGES: dict[str, ImageSpec] = {
             Variant(
                 "cpu",
                 DEBIAN_BASE,
-                (*KIT_REQUIREMENTS, "torch=={TORCH_VERSION}", "transformers=={TRANSFORMERS_VERSION}"),
+                (
+                    *KIT_REQUIREMENTS,
+                    "torch=={TORCH_VERSION}",
+                    "transformers=={TRANSFORMERS_VERSION}",
+                ),
                 torch_index=True,
             ),
         ),
@@ -161,9 +174,7 @@ def image_spec(name: str) -> ImageSpec:
     try:
         return IMAGES[name]
     except KeyError:
-        raise KitError(
-            f"no image named {name!r}", f"known images: {', '.join(IMAGES)}"
-        ) from None
+        raise KitError(f"no image named {name!r}", f"known images: {', '.join(IMAGES)}") from None
 
 
 def image_for_backend(backend: str, device: str) -> tuple[ImageSpec, Variant]:
