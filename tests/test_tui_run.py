@@ -10,6 +10,8 @@ import pytest
 from textual.widgets import DataTable, Input
 from tui_support import CELL_SELECT, frozen_app, screen_text, wait_for
 
+from kit.tui.models.results import COLUMNS
+
 pytestmark = [pytest.mark.tui, pytest.mark.slow]
 
 
@@ -53,11 +55,11 @@ async def _select_run_and_see_results(tmp_path: Path) -> None:
         await pilot.pause(0.2)
         table = app.screen.query_one(DataTable)
         assert table.row_count == 1
-        row = table.get_row_at(0)
-        assert str(row[1]) == "gpt2-25m" and str(row[3]) == "prefill"
-        assert str(row[6]) == "2"  # n timed samples
-        assert str(row[7]) == "ok"
-        assert float(str(row[4])) > 0
+        row = {key: str(v) for (key, _), v in zip(COLUMNS, table.get_row_at(0), strict=True)}
+        assert row["model"] == "gpt2-25m" and row["mode"] == "prefill"
+        assert row["backend"] == "eager" and row["status"] == "ok"
+        assert row["n"] == "2"  # the timed repetitions asked for; the warmup is not counted
+        assert float(row["median_ms"]) > 0
         # the run directory holds what was asked
         run_dir = tmp_path / "results" / "tr126-test"
         assert (run_dir / "run.json").exists() and (run_dir / "summary.json").exists()

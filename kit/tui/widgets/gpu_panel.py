@@ -46,6 +46,7 @@ class GpuPanel(Vertical):
         super().__init__(id=f"gpu-{gpu.index}")
         self.gpu = gpu
         self.history: GpuHistory | None = None
+        self._composed = False
 
     def compose(self) -> ComposeResult:
         yield Static(f"GPU {self.gpu.index}  {self.gpu.name or '?'}", classes="gpu-title")
@@ -60,13 +61,14 @@ class GpuPanel(Vertical):
         yield Static("", classes="throttle")
 
     def on_mount(self) -> None:
+        self._composed = True
         if self.history is not None:
             self.update_from(self.history)
 
     def update_from(self, history: GpuHistory) -> None:
         """Show the newest readings (before mounting: remember them for on_mount)."""
         self.history = history
-        if not self.is_mounted:
+        if not self._composed:
             return
         index = self.gpu.index
         row = history.latest(index)
