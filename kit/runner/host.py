@@ -15,10 +15,35 @@ from typing import Any
 from kit.errors import KitError
 from kit.runner.base import ExitInfo, GroupJob
 
+# Backends that pin their own torch run in their own venv (scripts/setup-<backend>).
+OWN_VENV = {"vllm": ("KIT_VLLM_PYTHON", ".venv-vllm")}
+
+
+def python_for(backend: str, default: str) -> tuple[str, str | None]:
+    """The interpreter for a backend's groups, and a note when its own one is missing.
+
+    vllm: $KIT_VLLM_PYTHON, else .venv-vllm/bin/python of the kit's checkout, else `default`
+    (whose harness then reports the cells skipped, saying what to install)."""
+    if backend not in OWN_VENV:
+        return default, None
+    variable, venv = OWN_VENV[backend]
+    chosen = os.environ.get(variable)
+    if chosen:
+        if Path(chosen).exists():
+            return chosen, None
+        return default, f"{variable}={chosen} does not exist"
+    own = Path(__file__).resolve().parents[2] / venv / "bin" / "python"
+    if own.exists():
+        return str(own), None
+    return default, f"no {venv} in {own.parents[2]} and {variable} is not set"
+
 
 class HostProcess:
     def __init__(self, job: GroupJob, python: str) -> None:
         env = {**os.environ, **job.env}
+        python, note = python_for(job.backend, python)
+        if note:
+            env["KIT_INTERPRETER_NOTE"] = note
         env["PYTHONUNBUFFERED"] = "1"
         # A fresh compiler cache per group (TR126's pitfall: kernels warmed by the last model).
         env["TORCHINDUCTOR_CACHE_DIR"] = str(job.compile_cache_dir / "inductor")
@@ -126,4 +151,6 @@ class HostRunner:
         return HostProcess(job, self.python)
 
     def describe(self, job: GroupJob) -> dict[str, Any]:
-        return {"runner": "host", "python": self.python, "pid_of_kit": os.getpid()}
+        python, note = python_for(job.backend, self.python)
+        described = {"runner": "host", "python": python, "pid_of_kit": os.getpid()}
+        return described | ({"interpreter_note": note} if note else {})
