@@ -246,9 +246,8 @@ def test_sweep_through_docker_runner_kill_mid_cell(images: dict[str, str], tmp_p
     """A real harness in the CPU torch image; the container is killed from outside mid-cell."""
     from kit.runner.journal import finished_cells, read_jsonl
     from kit.runner.plan import RunRequest
-    from kit.runner.service import start_run
-
     from kit.runner.preflight import connect
+    from kit.runner.service import start_run
 
     client = connect()
     matrix = tmp_path / "tiny.yaml"
@@ -257,11 +256,12 @@ def test_sweep_through_docker_runner_kill_mid_cell(images: dict[str, str], tmp_p
     state: dict[str, Any] = {"killed_cell": None}
 
     def on_event(event: dict[str, Any]) -> None:
-        if event["event"] == "sample" and state["killed_cell"] is None:
-            if len(finished_cells(out)) == 2:
-                state["killed_cell"] = event["cell"]
-                for container in client.containers.list(filters={"label": RUN_LABEL}):
-                    container.kill()
+        if event["event"] != "sample" or state["killed_cell"] is not None:
+            return
+        if len(finished_cells(out)) == 2:
+            state["killed_cell"] = event["cell"]
+            for container in client.containers.list(filters={"label": RUN_LABEL}):
+                container.kill()
 
     request = RunRequest(matrix=str(matrix), out=out, weights="random", runner="docker",
                          allow_unpinned=True, argv=("kit", "run"))  # fmt: skip

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kit.errors import KitError
 from kit.images.lock import base_reference, read_lock, sha256_file
 from kit.images.registry import IMAGES, image_for_backend, versions
-from kit.errors import KitError
 
 REPO = Path(__file__).resolve().parent.parent
 

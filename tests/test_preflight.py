@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -114,5 +113,7 @@ def test_image_missing_names_the_build_command() -> None:
     runner = DockerRunner(image_overrides={"vllm:cpu": "llm-repro-kit/not-built:never"})
     with pytest.raises(KitError) as info:
         runner.preflight([job])
-    assert info.value.title == "image llm-repro-kit/not-built:never is not built on this Docker daemon"
+    assert (
+        info.value.title == "image llm-repro-kit/not-built:never is not built on this Docker daemon"
+    )
     assert "kit images build vllm --variant cpu" in info.value.hint
