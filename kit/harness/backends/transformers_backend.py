@@ -103,6 +103,12 @@ class TransformersBackend:
         }
 
     def is_fatal(self, error: BaseException) -> bool:
+        if self.compiles:
+            # After an error inside a compiled (and possibly CUDA-graphed) forward, dynamo's
+            # and the CUDA graph trees' state is unknown: on the H100 one "overwritten by a
+            # subsequent run" error made every later cell of the process fail with an
+            # AssertionError. Each cell's crash must be its own: continue in a fresh process.
+            return True
         text = f"{type(error).__name__}: {error}"
         return any(marker in text for marker in FATAL_MARKERS) and "out of memory" not in text
 
