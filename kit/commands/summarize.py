@@ -12,11 +12,12 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kit.errors import ExitCode
-from kit.stats.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
-from kit.stats.run_summary import PhaseSummary, RunSummary, summarize_run
-from kit.stats.summary_files import summary_csv_text, summary_json_text, write_summary_files
+
+if TYPE_CHECKING:  # kit.stats loads scipy (~1 s): imported in run(), so `kit` starts fast
+    from kit.stats.run_summary import PhaseSummary, RunSummary
 
 HELP = "print per-cell statistics of a run directory (and write summary.json/.csv)"
 
@@ -33,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fmt.add_argument("--json", action="store_true", help="print summary.json instead")
     fmt.add_argument("--csv", action="store_true", help="print summary.csv instead")
     parser.add_argument(
-        "--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples"
+        "--resamples", type=int, default=None, help="bootstrap resamples (default 2000)"
     )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed")
+    parser.add_argument("--seed", type=int, default=None, help="bootstrap seed (default 42)")
     parser.add_argument(
         "--no-write", action="store_true", help="do not write summary files into RUN_DIR"
     )
@@ -105,7 +106,13 @@ def render_table(summary: RunSummary) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = summarize_run(args.run_dir, resamples=args.resamples, seed=args.seed)
+    from kit.stats.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
+    from kit.stats.run_summary import summarize_run
+    from kit.stats.summary_files import summary_csv_text, summary_json_text, write_summary_files
+
+    resamples = DEFAULT_RESAMPLES if args.resamples is None else args.resamples
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    summary = summarize_run(args.run_dir, resamples=resamples, seed=seed)
     if not args.no_write:
         write_summary_files(summary, Path(args.run_dir))
     if args.json:
