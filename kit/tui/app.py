@@ -84,8 +84,9 @@ class KitApp(KitWorkers):
             self.add_mode(name, name)
         self.switch_mode("gpus")
         self.detect_gpus()
-        self.load_matrices()
-        self.list_runs()
+        # parsing three matrices holds the GIL for a while: let the first frame paint first
+        self.call_after_refresh(self.load_matrices)
+        self.call_after_refresh(self.list_runs)
 
     # -- navigation -------------------------------------------------------------------------
     def action_show(self, name: str) -> None:
