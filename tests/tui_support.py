@@ -45,5 +45,6 @@ def screen_text(app: KitApp) -> str:
     console = Console(
         width=width, height=height, file=io.StringIO(), record=True, legacy_windows=False
     )
-    console.print(app.screen._compositor.render_update(full=True))
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console.print(update)
     return console.export_text()

@@ -1,0 +1,96 @@
+"""The UI's plain logic (kit.tui.models): run progress, runnable cells, estimates, runs list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runfactory import make_run_dir
+
+from kit.matrix import load_matrix
+from kit.tui.models.gpu import reasons_in_words
+from kit.tui.models.matrix_tree import build_tree, cell_problem, estimate_s
+from kit.tui.models.progress import RunProgress
+from kit.tui.models.results import histogram
+from kit.tui.models.runs import list_runs
+
+
+def _cells(n: int = 3) -> list:
+    return [c.replace(device="cpu", repetitions=4) for c in load_matrix("tr126").cells[:n]]
+
+
+def test_progress_follows_events_and_keeps_failures() -> None:
+    now = [0.0]
+    cells = _cells()
+    progress = RunProgress(cells, clock=lambda: now[0])
+    a, b = cells[0].id, cells[1].id
+    progress.apply({"event": "cell_started", "cell": a})
+    progress.apply({"event": "sample", "cell": a, "phase": "prefill", "rep": 0, "warmup": True,
+                    "status": "ok", "latency_ms": 50.0})  # fmt: skip
+    for rep, ms in enumerate((3.0, 1.0, 2.0), start=1):
+        progress.apply({"event": "sample", "cell": a, "phase": "prefill", "rep": rep,
+                        "warmup": False, "status": "ok", "latency_ms": ms})  # fmt: skip
+    live = progress.current_cell()
+    assert live is not None and live.median_ms == 2.0  # the warmup is left out
+    assert progress.eta_s() is None
+    now[0] = 10.0
+    progress.apply({"event": "cell_finished", "cell": a, "status": "ok", "reasons": []})
+    progress.apply({"event": "cell_started", "cell": b})
+    progress.apply({"event": "cell_finished", "cell": b, "status": "crash", "reasons": ["OOM"]})
+    assert progress.done == 2 and progress.current is None
+    assert progress.eta_s() == 5.0  # 5 s per cell, one left
+    assert progress.failures == [(b, "crash: OOM")]
+    assert ("error", f"{b} crash: OOM") in progress.log
+    progress.apply({"event": "interrupted"})
+    assert progress.state == "interrupted"
+
+
+def test_resumed_progress_counts_earlier_cells_but_not_in_the_eta() -> None:
+    cells = _cells()
+    progress = RunProgress(cells, finished=[cells[0].id], clock=lambda: 0.0)
+    assert progress.done == 1 and progress.eta_s() is None
+
+
+def test_cells_that_cannot_run_here_say_why() -> None:
+    cell = load_matrix("tr126").cells[0]
+    assert cell.device == "cuda"
+    assert "needs a GPU" in (cell_problem(cell, False, None, "host") or "")
+    assert cell_problem(cell, False, "cpu", "host") is None
+    assert cell_problem(cell, True, None, "host") is None
+    ollama = next(c for c in load_matrix("tr126").cells if c.backend == "ollama")
+    assert "not implemented" in (cell_problem(ollama, True, None, "host") or "")
+
+
+def test_tree_levels_and_estimate_refined_by_past_runs() -> None:
+    matrix = load_matrix("tr126")
+    root = build_tree(matrix.id, matrix.cells)
+    group = root.children[0]
+    backend = group.children[0]
+    model = backend.children[0]
+    leaf = model.children[0]
+    assert root.label == "TR126" and group.label == "phase2-baseline"
+    assert backend.label.startswith("transformers-eager") and model.label.startswith("gpt2-")
+    assert " / " in leaf.label and not leaf.children
+    assert len(root.cell_ids) == len(matrix.cells)
+    cell = matrix.cells[0]
+    guess, from_past = estimate_s([cell], "cpu", 10, 0, {})
+    key = (cell.backend, cell.model, cell.mode, "cpu")
+    refined, from_past2 = estimate_s([cell], "cpu", 10, 0, {key: 1.0})
+    assert from_past == 0 and from_past2 == 1 and refined > guess
+
+
+def test_throttle_reasons_in_words_leave_idle_out() -> None:
+    assert reasons_in_words(0x1) == []
+    assert reasons_in_words(0x4 | 0x40) == ["power cap (software)", "thermal slowdown (hardware)"]
+
+
+def test_histogram_counts_every_value() -> None:
+    lines = histogram([1.0, 1.1, 2.0, 2.0], bins=4, width=8)
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in lines) == 4
+
+
+def test_runs_list_status(tmp_path: Path) -> None:
+    make_run_dir(tmp_path / "a", n_cells=2)
+    make_run_dir(tmp_path / "b", n_cells=2, statuses=["ok", "not_run"], finished=False)
+    runs = {r.path.name: r for r in list_runs(tmp_path)}
+    assert runs["a"].status == "finished" and not runs["a"].resumable
+    assert runs["b"].resumable and runs["b"].finished == 1
