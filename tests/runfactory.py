@@ -141,7 +141,7 @@ def _write_telemetry(path: Path, rows: int, span: tuple[int, int]) -> None:
             out.write(
                 f"{t},0,{1980 - i % 7},{1980 - i % 7},2619,{250.0 + i % 13:.1f},instant,"
                 f"{1_000_000 + i * 25},{55 + i % 5},0,0,0,{90 + i % 10},{40 + i % 7},"
-                f"{8192 + i % 3},P0\n"
+                f"{8192 + i % 3},0\n"
             )
 
 

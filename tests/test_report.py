@@ -121,3 +121,58 @@ def test_report_of_damaged_bundle_is_one_error_line(
     assert main(["report", str(bad), "-o", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot read") and "Traceback" not in err
+
+
+def test_energy_per_token_counts_only_timed_ok_samples(tr126_run, tmp_path: Path) -> None:
+    """A compile phase (here spanning the warmups) and the warmups themselves must not reach
+    the per-token energy; the compile energy is reported on its own."""
+    run = tmp_path / "run"
+    shutil.copytree(tr126_run.path, run)
+    compiled = {c["id"] for c in tr126_run.cells[3:]}
+    lines, warm, timed = [], {}, {}
+    for line in (run / "journal.jsonl").read_text().splitlines():
+        ev = json.loads(line)
+        first_timed = ev.get("event") == "sample" and not ev["warmup"] and ev["cell"] in warm
+        if first_timed and ev["cell"] in compiled:  # the compile covered the warmups
+            t0, t1 = warm.pop(ev["cell"])
+            lines.append(json.dumps({"event": "phase", "t_ns": t1, "phase": "compile",
+                                     "cell": ev["cell"], "t0_ns": t0, "t1_ns": t1}))  # fmt: skip
+        if ev.get("event") == "sample" and ev["warmup"]:
+            t0, _ = warm.get(ev["cell"], (ev["t0_ns"], 0))
+            warm[ev["cell"]] = (t0, ev["t1_ns"])
+        if ev.get("event") == "sample" and not ev["warmup"] and ev["status"] == "ok":
+            timed[ev["cell"]] = timed.get(ev["cell"], 0) + ev["t1_ns"] - ev["t0_ns"]
+        lines.append(line)
+    (run / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    span = tr126_run.span_ns
+    joules_per_ns = 0.025 * 499 / (span[1] - span[0])  # runfactory: 25 mJ a row, 500 rows
+    bundle = build_bundle(run, tmp_path / "e.tar.gz", plots=False).path
+    out = report_from_path(bundle, tmp_path / "r", with_plots=False)
+    data = load(BundleFiles(bundle))
+    cell_energy = {r["cell"]: r for r in data.energy}
+    assert set(cell_energy) == set(timed)
+    window = {r["cell"]: float(r["energy_j"]) for r in data.window_energy}
+    for cell, ns in timed.items():
+        row = cell_energy[cell]
+        assert float(row["energy_j"]) == pytest.approx(ns * joules_per_ns, rel=1e-3)
+        assert float(row["energy_j"]) < 0.9 * window[cell]  # warmups are not counted
+        assert row["energy_method"] == "counter"
+    oneoff = [r for r in data.oneoff if r["phase"] == "compile"]
+    assert {r["cell"] for r in oneoff} == compiled
+    assert all(float(r["energy_j"]) > 0 for r in oneoff)
+    by_backend = {r["backend"]: r for r in _csv(out / "energy_by_backend.csv")}
+    eager_ids = [c["id"] for c in tr126_run.cells[:3]]
+    eager_j = sum(float(cell_energy[c]["energy_j"]) for c in eager_ids if c in cell_energy)
+    assert float(by_backend["transformers-eager"]["energy_j"]) == pytest.approx(eager_j, rel=1e-6)
+    compiled_j = sum(float(cell_energy[c]["energy_j"]) for c in compiled if c in cell_energy)
+    assert float(by_backend["transformers-compile"]["energy_j"]) == pytest.approx(compiled_j)
+    compile_rows = _csv(out / "oneoff_energy_by_backend.csv")
+    assert [(r["backend"], r["phase"]) for r in compile_rows] == [
+        ("transformers-compile", "compile")
+    ]
+    assert float(compile_rows[0]["energy_j"]) == pytest.approx(
+        sum(float(r["energy_j"]) for r in oneoff)
+    )
+    report = (out / "REPORT.md").read_text()
+    assert "only the timed, status-ok, non-warmup repetitions" in report
+    assert "one-off energy J" in report

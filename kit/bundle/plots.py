@@ -78,9 +78,11 @@ def energy_per_token(rows: list[dict[str, Any]], out_dir: Path) -> str | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(rows)), 4))
     ax.bar(range(len(rows)), [r["mj_per_token"] for r in rows])
-    ax.set_xticks(range(len(rows)), [f"{r['backend']}\n{r['mode']}" for r in rows], fontsize=7)
+    ax.set_xticks(
+        range(len(rows)), [f"{r['backend']}\n{r['mode']} {r['phase']}" for r in rows], fontsize=7
+    )
     ax.set_ylabel("energy per token (mJ)")
-    ax.set_title("Energy per token by backend (GPU, cell windows)")
+    ax.set_title("Energy per token by backend (GPU, timed ok repetitions only)")
     return _save(fig, out_dir, "energy_per_token.png")
 
 

@@ -87,6 +87,41 @@ EAGER_COLUMNS: list[Column] = [
     ("*", "95% CI", _ci),
 ]
 
+ENERGY_COLUMNS: list[Column] = [
+    ("backend", "backend", None),
+    ("mode", "mode", None),
+    ("phase", "phase", None),
+    ("cells", "cells", None),
+    ("cells_no_energy", "cells without energy", None),
+    ("timed_s", "timed s", _f(3)),
+    ("energy_j", "timed energy J", _f(3)),
+    ("mean_power_w", "mean power W", _f(1)),
+    ("tokens", "tokens", None),
+    ("mj_per_token", "mJ/token", _f(3)),
+]
+ONEOFF_COLUMNS: list[Column] = [
+    ("backend", "backend", None),
+    ("mode", "mode", None),
+    ("phase", "one-off phase", None),
+    ("events", "events", None),
+    ("seconds", "duration s", _f(3)),
+    ("energy_j", "one-off energy J", _f(3)),
+    ("mean_j_per_event", "J per event", _f(3)),
+]
+ENERGY_NOTE = (
+    "Energy here covers only the timed, status-ok, non-warmup repetitions of each cell's phase "
+    "(the union of their [t0, t1] intervals, from NVML's energy counter interpolated at each "
+    "interval's ends, else the trapezoid of power; kit.gpu.join `cell_phase` records, "
+    "`results/cell_energy.csv`). It excludes model load, torch.compile/export, warmups and the "
+    "gaps between repetitions; those one-off phases are in the next table. Tokens are input "
+    "tokens for prefill, output tokens otherwise. A cell whose samples the telemetry does not "
+    'fully cover has no energy and is counted under "cells without energy".'
+)
+ONEOFF_NOTE = (
+    "Energy of each one-off `phase` event (model load, torch.compile, export, ...) over its own "
+    "[t0, t1] interval (`results/oneoff_energy.csv`). Not included in the per-token figures above."
+)
+
 
 def _header(data: ReportData) -> list[str]:
     m = data.manifest
@@ -101,7 +136,10 @@ def _header(data: ReportData) -> list[str]:
         f"- command: `{' '.join(str(a) for a in m.get('argv') or [])}`",
         f"- device: {m.get('device')}; GPU: {gpu.get('name', '-') if isinstance(gpu, dict) else '-'}",
         f"- cells: {counts}" + ("; **INCOMPLETE run**" if m.get("incomplete") else ""),
-        f"- GPU energy in cell windows: {_f(1)(energy)} J" if energy is not None else "",
+        f"- GPU energy over whole cell windows (cell_started..cell_finished: load, compile, "
+        f"warmups and gaps included): {_f(1)(energy)} J"
+        if energy is not None
+        else "",
         f"- bundle content hash: `{m.get('content_hash', '(computed when bundled)')}`",
         "",
     ]
@@ -115,6 +153,7 @@ def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> N
     eager = report_tables.eager_vs_compiled(data)
     family, family_note = report_tables.gpt2_family(data)
     energy = report_tables.energy_by_backend(data)
+    oneoff = report_tables.oneoff_energy_by_backend(data)
     problems = report_tables.problem_cells(data)
     integrity = report_tables.integrity_summary(data)
     figures: dict[str, str | None] = {}
@@ -143,16 +182,12 @@ def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> N
     ]  # fmt: skip
     md += figure("family")
     md += ["## Energy per token by backend", ""]
-    md += [
-        md_table(
-            energy,
-            [(k, k, _f(3) if k in ("energy_j", "mj_per_token") else None) for k in
-             ("backend", "mode", "cells", "energy_j", "tokens", "mj_per_token")],
-        )
-        if energy
-        else "_no telemetry in this run_\n"
-    ]  # fmt: skip
+    md += [ENERGY_NOTE, ""]
+    md += [md_table(energy, ENERGY_COLUMNS) if energy else "_no telemetry in this run_\n"]
     md += figure("energy")
+    md += ["## One-off phases: load, compile, export energy", ""]
+    md += [ONEOFF_NOTE, ""]
+    md += [md_table(oneoff, ONEOFF_COLUMNS) if oneoff else "_none recorded_\n"]
     md += ["## Telemetry timeline", ""]
     md += figure("timeline") or ["_no telemetry in this run_", ""]
     md += [f"Throttle intervals: {len(data.throttle)}", ""]
@@ -169,6 +204,7 @@ def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> N
     write_csv(out_dir / "eager_vs_compiled.csv", eager)
     write_csv(out_dir / "gpt2_family.csv", family)
     write_csv(out_dir / "energy_by_backend.csv", energy)
+    write_csv(out_dir / "oneoff_energy_by_backend.csv", oneoff)
     write_csv(out_dir / "problem_cells.csv", problems)
 
 

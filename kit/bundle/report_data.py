@@ -82,7 +82,9 @@ class ReportData:
     summary: list[dict[str, str]]  # results/cell_summary.csv
     ok_ms: dict[tuple[str, str], list[float]]  # (cell, phase) -> timed ok latencies
     published: list[dict[str, Any]]  # entries with their `group` added
-    energy: list[dict[str, str]]
+    energy: list[dict[str, str]]  # results/cell_energy.csv: timed ok non-warmup samples
+    oneoff: list[dict[str, str]]  # results/oneoff_energy.csv: load, compile, export, ...
+    window_energy: list[dict[str, str]]  # results/cell_window_energy.csv: whole cell windows
     timeline: list[dict[str, str]]
     throttle: list[dict[str, str]]
     windows: list[dict[str, str]]
@@ -149,6 +151,8 @@ def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportDat
         ok_ms=_ok_latencies(source),
         published=_published(source, notes),
         energy=csv_rows(source, "results/cell_energy.csv"),
+        oneoff=csv_rows(source, "results/oneoff_energy.csv"),
+        window_energy=csv_rows(source, "results/cell_window_energy.csv"),
         timeline=csv_rows(source, "results/telemetry_timeline.csv"),
         throttle=csv_rows(source, "results/throttle_intervals.csv"),
         windows=csv_rows(source, "results/cell_windows.csv"),

@@ -139,24 +139,83 @@ def gpt2_family(data: ReportData) -> tuple[list[dict[str, Any]], str]:
 
 
 def energy_by_backend(data: ReportData) -> list[dict[str, Any]]:
-    sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    """Energy per token per (backend, mode, phase) over the timed, `ok`, non-warmup samples
+    only (kit.gpu.join's `cell_phase` records): no load, compile, export or warmup energy and
+    no idle gaps between repetitions. Cells whose energy is unknown (telemetry not covering
+    every sample) are counted apart and left out of the sums."""
+    sums: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in data.energy:
         cell = data.cell_fields(row["cell"])
-        acc = sums[(str(cell.get("backend")), str(cell.get("mode")))]
-        acc[0] += num(row["energy_j"])
-        acc[1] += num(row["tokens"])
-        acc[2] += 1
+        key = (str(cell.get("backend")), str(cell.get("mode")), str(row.get("phase")))
+        acc = sums.setdefault(
+            key, {"cells": 0, "no_energy": 0, "energy_j": 0.0, "tokens": 0, "seconds": 0.0}
+        )
+        energy = num(row.get("energy_j"))
+        if math.isnan(energy):
+            acc["no_energy"] += 1
+            continue
+        acc["cells"] += 1
+        acc["energy_j"] += energy
+        acc["tokens"] += int(num(row.get("tokens")) or 0)
+        acc["seconds"] += num(row.get("duration_ms")) / 1000.0
+    rows = []
+    for (backend, mode, phase), acc in sorted(sums.items()):
+        energy, tokens, seconds = acc["energy_j"], acc["tokens"], acc["seconds"]
+        rows.append(
+            {
+                "backend": backend,
+                "mode": mode,
+                "phase": phase,
+                "cells": acc["cells"],
+                "cells_no_energy": acc["no_energy"],
+                "timed_s": seconds,
+                "energy_j": energy,
+                "mean_power_w": energy / seconds if seconds > 0 else math.nan,
+                "tokens": tokens,
+                "mj_per_token": 1000.0 * energy / tokens if tokens else math.nan,
+            }
+        )
+    return rows
+
+
+def oneoff_energy_by_backend(data: ReportData) -> list[dict[str, Any]]:
+    """Energy of the one-off phases (load, compile, export, ...) per (backend, mode, phase):
+    reported on its own, never folded into the per-token figures."""
+    sums: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
+    for row in data.oneoff:
+        if row.get("cell"):
+            cell = data.cell_fields(row["cell"])
+            backend, mode = str(cell.get("backend")), str(cell.get("mode"))
+        else:  # e.g. a model load shared by the cells of a group
+            backend, mode = "(no cell: shared by a group)", "-"
+        acc = sums[(backend, mode, str(row.get("phase")))]
+        energy = num(row.get("energy_j"))
+        acc[0] += 1
+        acc[3] += num(row.get("duration_ms")) / 1000.0
+        if math.isnan(energy):
+            continue
+        acc[1] += 1
+        acc[2] += energy
     return [
         {
             "backend": backend,
             "mode": mode,
-            "cells": int(n),
-            "energy_j": energy,
-            "tokens": int(tokens),
-            "mj_per_token": 1000.0 * energy / tokens if tokens else math.nan,
+            "phase": phase,
+            "events": int(n),
+            "events_with_energy": int(k),
+            "seconds": seconds,
+            "energy_j": energy if k else math.nan,
+            "mean_j_per_event": energy / k if k else math.nan,
         }
-        for (backend, mode), (energy, tokens, n) in sorted(sums.items())
+        for (backend, mode, phase), (n, k, energy, seconds) in sorted(sums.items())
     ]
+
+
+def window_energy_total(data: ReportData) -> float | None:
+    """GPU energy summed over whole cell windows (cell_started..cell_finished)."""
+    values = [num(r.get("energy_j")) for r in data.window_energy]
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) if values else None
 
 
 def problem_cells(data: ReportData) -> list[dict[str, Any]]:

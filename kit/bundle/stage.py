@@ -18,7 +18,7 @@ from typing import Any
 from kit.bundle import integrity
 from kit.bundle.archive import Source
 from kit.bundle.results import SUMMARY_COLUMNS, JournalFacts, fmt, scan_journal, summary_rows
-from kit.bundle.rundir import RunDir
+from kit.bundle.rundir import RunDir, iter_jsonl
 from kit.bundle.telemetry import TIMELINE_FIELDS, TelemetryJoin, join
 
 
@@ -92,6 +92,8 @@ def stage(run: RunDir, work: Path) -> Staged:
     in_use = gpus_in_use(run.run, files)
     energy, throttle, energy_total = _cell_energy(facts, joins, in_use)
     _write_telemetry_tables(work, facts, joins, energy)
+    if files:
+        _write_phase_energy(work, phase_energy_records(run.path, in_use))
     checks = integrity.derive_checks(run.cells, statuses, facts, throttle if files else None)
     _write_jsonl(work / "integrity" / "checks.jsonl", checks)
     _write_csv(work / "integrity" / "checks.csv", integrity.CHECK_COLUMNS, checks)
@@ -168,7 +170,9 @@ def _write_telemetry_tables(
                 "j_per_token": energy[cell] / tokens if tokens else None,
             }
         )
-    _write_csv(results / "cell_energy.csv", ("cell", "energy_j", "tokens", "j_per_token"), rows)
+    _write_csv(
+        results / "cell_window_energy.csv", ("cell", "energy_j", "tokens", "j_per_token"), rows
+    )
     intervals = [
         {"gpu": tj.gpu, "start_ns": a, "end_ns": b, "reasons": r}
         for tj in joins
@@ -179,3 +183,101 @@ def _write_telemetry_tables(
     )
     timeline = [{"gpu": tj.gpu, "t_ns": t, **values} for tj in joins for t, values in tj.timeline]
     _write_csv(results / "telemetry_timeline.csv", ("gpu", "t_ns", *TIMELINE_FIELDS), timeline)
+
+
+CELL_ENERGY_COLUMNS = (
+    "cell",
+    "phase",
+    "n_samples",
+    "duration_ms",
+    "energy_j",
+    "energy_method",
+    "coverage",
+    "tokens_in",
+    "tokens_out",
+    "tokens",
+    "j_per_token",
+)
+ONEOFF_ENERGY_COLUMNS = ("cell", "phase", "duration_ms", "energy_j", "energy_method", "coverage")
+
+
+def phase_energy_records(run_dir: Path, in_use: list[str]) -> list[dict[str, Any]]:
+    """`cell_phase` and `phase_event` records of kit.gpu.join for the GPUs in use.
+
+    Read from the run's `telemetry/phases.jsonl` when present (streamed; per-sample records
+    skipped), else computed by `join_run` without per-sample records.
+    """
+    path = run_dir / "telemetry" / "phases.jsonl"
+    wanted = ("cell_phase", "phase_event")
+    records: list[dict[str, Any]] = []
+    if path.is_file():
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if '"scope": "sample"' in line:
+                    continue  # per-repetition records: not needed, and the bulk of the file
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and rec.get("scope") in wanted:
+                    records.append(rec)
+    else:
+        from kit.gpu.join import join, spans_from_events
+        from kit.gpu.telemetry import read_run_telemetry
+
+        # Spans streamed from the journal (only sample and phase events become spans).
+        spans = spans_from_events(iter_jsonl(run_dir / "journal.jsonl"))
+        records = join(spans, read_run_telemetry(run_dir), per_sample=False)
+        records = [r for r in records if r.get("scope") in wanted]
+    return [r for r in records if f"gpu{r.get('gpu')}" in in_use]
+
+
+def _write_phase_energy(work: Path, records: list[dict[str, Any]]) -> None:
+    """results/cell_energy.csv (timed, ok, non-warmup samples of each cell's phase, summed
+    over the GPUs in use) and results/oneoff_energy.csv (load, compile, export, ...)."""
+    timed: dict[tuple[str, str], dict[str, Any]] = {}
+    oneoff: dict[tuple[str, str, int], dict[str, Any]] = {}
+    seen: dict[tuple[str, str, str], int] = {}
+    for rec in records:
+        cell, phase = str(rec.get("cell") or ""), str(rec.get("phase"))
+        energy = rec.get("energy_j")
+        if rec["scope"] == "cell_phase":
+            row = timed.setdefault(
+                (cell, phase),
+                {"cell": cell, "phase": phase, "energy_j": 0.0, "coverage": 1.0, "methods": set()},
+            )
+            row["n_samples"] = int(rec.get("n_spans") or 0)
+            row["duration_ms"] = float(rec.get("duration_ms") or 0.0)
+            row["tokens_in"] = int(rec.get("tokens_in") or 0)
+            row["tokens_out"] = int(rec.get("tokens_out") or 0)
+        else:
+            # Several events of one phase in a cell (retries) stay separate rows.
+            key = (cell, phase, str(rec.get("gpu")))
+            n = seen[key] = seen.get(key, -1) + 1
+            row = oneoff.setdefault(
+                (cell, phase, n),
+                {"cell": cell, "phase": phase, "energy_j": 0.0, "coverage": 1.0, "methods": set()},
+            )
+            row["duration_ms"] = float(rec.get("duration_ms") or 0.0)
+        row["coverage"] = min(row["coverage"], float(rec.get("coverage") or 0.0))
+        if energy is None or row["energy_j"] is None:
+            row["energy_j"] = None
+        else:
+            row["energy_j"] += float(energy)
+        if rec.get("energy_method"):
+            row["methods"].add(str(rec["energy_method"]))
+    rows = []
+    for (_, phase), row in sorted(timed.items()):
+        tokens = row["tokens_in"] if phase == "prefill" else row["tokens_out"]
+        row["tokens"] = tokens
+        row["j_per_token"] = (
+            row["energy_j"] / tokens if row["energy_j"] is not None and tokens else None
+        )
+        rows.append(row)
+    for row in [*rows, *oneoff.values()]:
+        row["energy_method"] = (
+            "+".join(sorted(row.pop("methods"))) if row["energy_j"] is not None else ""
+        )
+    _write_csv(work / "results" / "cell_energy.csv", CELL_ENERGY_COLUMNS, rows)
+    once = [oneoff[k] for k in sorted(oneoff)]
+    _write_csv(work / "results" / "oneoff_energy.csv", ONEOFF_ENERGY_COLUMNS, once)
