@@ -76,9 +76,9 @@ class OnnxRuntimeBackend:
         return self.torch_model
 
     def _phase(self, name: str, t0: int, t1: int, detail: dict[str, Any]) -> None:
+        ms = (t1 - t0) / 1e6
         self.phases.append(
-            {"phase": name, "cell": None, "t0_ns": t0, "t1_ns": t1, "ms": (t1 - t0) / 1e6}
-            | {"detail": detail}
+            {"phase": name, "cell": None, "t0_ns": t0, "t1_ns": t1, "ms": ms, "detail": detail}
         )
 
     def load(self) -> dict[str, Any]:
