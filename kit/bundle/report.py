@@ -70,7 +70,8 @@ PUBLISHED_COLUMNS: list[Column] = [
     ("statistic", "statistic", None),
     ("published", "published", _f(3)),
     ("ours", "ours", _f(3)),
-    ("ratio", "ours / published", _f(2)),
+    ("coverage", "cells run / matrix cells", None),
+    ("ratio", "ours / published (full coverage only)", _f(2)),
     ("*", "our 95% CI", _ci),
     ("n", "n", None),
     ("source", "source", None),
@@ -108,6 +109,11 @@ ONEOFF_COLUMNS: list[Column] = [
     ("energy_j", "one-off energy J", _f(3)),
     ("mean_j_per_event", "J per event", _f(3)),
 ]
+PUBLISHED_NOTE = (
+    "Each published entry covers the matrix cells of its group that match its fields "
+    "(matrix/source.yaml). A ratio is given only when the run measured every one of them; "
+    "a partial row compares a published figure over more cells than ours, so it has no ratio."
+)
 ENERGY_NOTE = (
     "Energy here covers only the timed, status-ok, non-warmup repetitions of each cell's phase "
     "(the union of their [t0, t1] intervals, from NVML's energy counter interpolated at each "
@@ -149,7 +155,7 @@ def _header(data: ReportData) -> list[str]:
 def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> None:
     """Write REPORT.md, PNGs and CSVs into `out_dir` (created)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    published = report_tables.published_table(data)
+    published, unrun = report_tables.not_run(report_tables.published_table(data))
     eager = report_tables.eager_vs_compiled(data)
     family, family_note = report_tables.gpt2_family(data)
     energy = report_tables.energy_by_backend(data)
@@ -168,7 +174,11 @@ def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> N
         return [f"![{key}]({name})", ""] if name else []
 
     md = _header(data)
-    md += ["## Published values vs ours", "", md_table(published, PUBLISHED_COLUMNS)]
+    md += ["## Published values vs ours", "", PUBLISHED_NOTE, ""]
+    md += [md_table(published, PUBLISHED_COLUMNS)]
+    if unrun:
+        names = "; ".join(f"{r['group']} ({r['match']}) {r['statistic']}" for r in unrun)
+        md += [f"Not run (no cell of theirs measured, {len(unrun)} entries): {names}", ""]
     md += ["## Prefill: eager vs compiled, per model", "", md_table(eager, EAGER_COLUMNS)]
     md += figure("eager")
     md += ["## GPT-2 family: latency vs depth and parameters", ""]

@@ -129,12 +129,46 @@ def _published(source: Source, notes: list[str]) -> list[dict[str, Any]]:
         notes.append(f"matrix/source.yaml does not parse ({err}): published values unavailable")
         return []
     found = []
+    planned = _matrix_cells(source.read("matrix/source.yaml"), notes)
     groups = spec.get("groups") if isinstance(spec, dict) else None
     for group in groups or []:
         for entry in (group or {}).get("published") or []:
             if isinstance(entry, dict) and isinstance(entry.get("match"), dict):
-                found.append({**entry, "group": group.get("id"), "matrix": spec.get("id")})
+                row = {**entry, "group": group.get("id"), "matrix": spec.get("id")}
+                if planned is not None:
+                    row["planned"] = sum(_entry_matches(c, row) for c in planned)
+                found.append(row)
     return found
+
+
+def _entry_matches(cell: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
+    """A cell (as a dict) falls under a published entry: same group, every `match` field."""
+    if entry.get("group") is not None and cell.get("group") != entry["group"]:
+        return False
+    if entry.get("matrix") is not None and cell.get("matrix") not in (None, entry["matrix"]):
+        return False
+    return all(str(cell.get(k)) == str(v) for k, v in entry["match"].items())
+
+
+def _matrix_cells(text: bytes, notes: list[str]) -> list[dict[str, Any]] | None:
+    """Every cell the matrix file defines (kit.matrix.load_matrix), as dicts; None if the
+    file does not load here (then published coverage is unknown)."""
+    import tempfile
+
+    try:
+        from kit.matrix.spec import load_matrix
+
+        with tempfile.TemporaryDirectory(prefix="kit-report-matrix-") as tmp:
+            path = Path(tmp) / "source.yaml"
+            path.write_bytes(text)
+            matrix = load_matrix(str(path))
+    except Exception as err:  # a bundle from another kit version, a broken file
+        notes.append(
+            f"matrix/source.yaml does not load ({type(err).__name__}: {err}): "
+            "the share of each published entry's cells that ran is unknown"
+        )
+        return None
+    return [dataclasses.asdict(c) for c in matrix.cells]
 
 
 def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportData:

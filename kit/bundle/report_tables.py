@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kit.bundle.report_data import ReportData, num
+from kit.bundle.report_data import ReportData, _entry_matches, num
 from kit.stats import bootstrap_ci, ratio_of_medians_ci
 
 RESAMPLES = 1000  # TR147's count; seed 42 (kit.stats default)
@@ -22,11 +22,7 @@ PROBLEM_STATUSES = ("degraded", "crash", "missing", "skipped")
 
 
 def _matches(cell: dict[str, Any], entry: dict[str, Any]) -> bool:
-    if entry.get("group") is not None and cell.get("group") != entry["group"]:
-        return False
-    if entry.get("matrix") is not None and cell.get("matrix") not in (None, entry["matrix"]):
-        return False
-    return all(str(cell.get(k)) == str(v) for k, v in entry["match"].items())
+    return _entry_matches(cell, entry)
 
 
 def pooled(data: ReportData, cell_ids: list[str], phase: str | None = None) -> list[float]:
@@ -38,6 +34,13 @@ def pooled(data: ReportData, cell_ids: list[str], phase: str | None = None) -> l
 
 
 def published_table(data: ReportData) -> list[dict[str, Any]]:
+    """One row per published entry of which the run measured at least one cell.
+
+    `cells_planned` counts the matrix cells the entry covers (its group and `match`, from
+    matrix/source.yaml), `cells_measured` those the run measured. Only a full match gets a
+    ratio: a published aggregate over a whole group says nothing about a subset of it, so a
+    partial row is marked `partial k/K cells` and its ratio left empty.
+    """
     rows = []
     for entry in data.published:
         ids = [cid for cid, cell in data.cells.items() if _matches(cell, entry)]
@@ -56,9 +59,13 @@ def published_table(data: ReportData) -> list[dict[str, Any]]:
             "ci_high": math.nan,
             "n": 0,
             "cells": len(ids),
+            "cells_measured": 0,
+            "cells_planned": entry.get("planned"),
+            "coverage": "",
             "source": entry.get("source", ""),
         }
         if statistic in ("mean", "median"):
+            measured = [c for c in ids if any(pooled(data, [c]))]
             values = pooled(data, ids)
             row["n"] = len(values)
             if values:
@@ -67,15 +74,34 @@ def published_table(data: ReportData) -> list[dict[str, Any]]:
                 row["ci_low"], row["ci_high"] = ci.low, ci.high
         elif statistic in ("crash_rate", "degraded_share"):
             wanted = "crash" if statistic == "crash_rate" else "degraded"
-            finished = [data.statuses[c] for c in ids if c in data.statuses]
-            finished = [s for s in finished if s.get("status") != "missing"]
-            row["n"] = len(finished)
-            if finished:
-                row["ours"] = sum(s.get("status") == wanted for s in finished) / len(finished)
-        if value and not math.isnan(row["ours"]):
+            finished_ids = [c for c in ids if c in data.statuses]
+            finished_ids = [c for c in finished_ids if data.statuses[c].get("status") != "missing"]
+            measured = finished_ids
+            row["n"] = len(finished_ids)
+            if finished_ids:
+                hits = sum(data.statuses[c].get("status") == wanted for c in finished_ids)
+                row["ours"] = hits / len(finished_ids)
+        else:
+            measured = []
+        row["cells_measured"] = len(measured)
+        planned = row["cells_planned"]
+        if planned is None:
+            row["coverage"] = f"{len(measured)} cells (matrix cells unknown)"
+        elif len(measured) >= planned:
+            row["coverage"] = f"full {len(measured)}/{planned} cells"
+        else:
+            row["coverage"] = f"partial {len(measured)}/{planned} cells"
+        full = planned is not None and len(measured) >= planned
+        if full and value and not math.isnan(row["ours"]):
             row["ratio"] = row["ours"] / value
         rows.append(row)
     return rows
+
+
+def not_run(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split published rows into (measured at least one cell, measured none)."""
+    shown = [r for r in rows if r["cells_measured"] > 0]
+    return shown, [r for r in rows if r["cells_measured"] == 0]
 
 
 def eager_vs_compiled(data: ReportData) -> list[dict[str, Any]]:
