@@ -149,18 +149,16 @@ def run_group(
     cells: list[dict[str, Any]] = spec["cells"]
     prompts: dict[str, list[list[int]]] = spec["prompts"]
 
-    def skip_all(reason: str) -> int:
+    def finish_all(status: str, reason: str) -> int:
+        """Give every cell of the group the same final status (nothing could be measured)."""
         for cell in cells:
-            out.emit(
-                "cell_started",
-                cell=cell["id"],
-                tokens_in=len(prompts[cell["id"]][0]),
-                prompt_ids=prompts[cell["id"]],
-            )
-            out.emit(
-                "cell_finished", cell=cell["id"], status="skipped", reasons=[reason], evidence={}
-            )
+            ids = prompts[cell["id"]]
+            out.emit("cell_started", cell=cell["id"], tokens_in=len(ids[0]), prompt_ids=ids)
+            out.emit("cell_finished", cell=cell["id"], status=status, reasons=[reason], evidence={})
         return 0
+
+    def skip_all(reason: str) -> int:
+        return finish_all("skipped", reason)
 
     if backend_cls is None:
         return skip_all(skip_reason or "backend unavailable")
@@ -184,17 +182,7 @@ def run_group(
     except Exception as err:
         message = f"model load failed: {type(err).__name__}: {err}"
         out.log(traceback.format_exc(), level="error")
-        for cell in cells:
-            out.emit(
-                "cell_started",
-                cell=cell["id"],
-                tokens_in=len(prompts[cell["id"]][0]),
-                prompt_ids=prompts[cell["id"]],
-            )
-            out.emit(
-                "cell_finished", cell=cell["id"], status="crash", reasons=[message], evidence={}
-            )
-        return 0
+        return finish_all("crash", message)
     for cell in cells:
         ids = prompts[cell["id"]]
         out.emit("cell_started", cell=cell["id"], tokens_in=len(ids[0]), prompt_ids=ids)
