@@ -80,33 +80,44 @@ def test_sweep_measures_every_phase_and_journals_it(tiny_matrix: Path, tmp_path:
     assert summary  # written at the end of the run
 
 
-def test_killed_child_marks_the_cell_crash_and_a_fresh_child_continues(
-    tiny_matrix: Path, tmp_path: Path
-) -> None:
+def test_killed_child_marks_the_cell_crash_and_a_fresh_child_continues(tmp_path: Path) -> None:
+    # Many cheap repetitions per cell, so the kill (sent when the second cell's first sample
+    # arrives) lands while that cell is still running, not between cells.
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        textwrap.dedent("""
+        schema: 1
+        id: long-cells
+        defaults: {device: cpu, repetitions: 400, warmup: 0, max_new_tokens: 1, seed: 42}
+        groups:
+          - id: eager
+            backends: [{backend: transformers-eager, label: eager}]
+            models: [tiny-gpt2]
+            scenarios: [single_micro, single_short]
+            modes: [prefill]
+    """)
+    )
     out = tmp_path / "run"
-    state: dict[str, Any] = {"pid": None, "killed_cell": None}
+    state: dict[str, Any] = {"pid": None, "killed_cell": None, "order": []}
 
     def on_event(event: dict[str, Any]) -> None:
         if event["event"] == "group_started" and state["pid"] is None:
             state["pid"] = event["pid"]
-        # kill the child during the third cell, after its first sample
-        if event["event"] == "sample" and state["killed_cell"] is None:
-            done = len(finished_cells(out))
-            if done == 2:
-                state["killed_cell"] = event["cell"]
-                os.kill(state["pid"], signal.SIGKILL)
+        if event["event"] == "cell_started":
+            state["order"].append(event["cell"])
+        if event["event"] == "sample" and state["killed_cell"] is None and len(state["order"]) == 2:
+            state["killed_cell"] = event["cell"]
+            os.kill(state["pid"], signal.SIGKILL)
 
-    outcome = start_run(
-        RunRequest(matrix=str(tiny_matrix), out=out, weights="random"), on_event=on_event
-    )
-    assert state["killed_cell"] is not None
+    outcome = start_run(RunRequest(matrix=str(path), out=out, weights="random"), on_event=on_event)
+    assert state["killed_cell"] == state["order"][1]
     final = finished_cells(out)
     assert final[state["killed_cell"]]["status"] == "crash"
     assert "SIGKILL" in final[state["killed_cell"]]["reasons"][0]
-    assert outcome.counts == {"ok": 15, "crash": 1}
+    assert outcome.counts == {"ok": 3, "crash": 1}
     spawned = [e for e in events(out) if e["event"] == "group_spawned"]
     assert [e["attempt"] for e in spawned] == [1, 2]
-    assert spawned[1]["cells"] == 16 - 3
+    assert spawned[1]["cells"] == 2  # the fresh child ran only the cells not yet finished
 
 
 def test_interrupted_run_resumes_where_it_stopped(tiny_matrix: Path, tmp_path: Path) -> None:
