@@ -27,6 +27,20 @@ class Verdict:
     evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def left_pad(
+    prompt_ids: list[list[int]], pad_to: int | None, pad_id: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Rows of token ids left-padded to one length (rounded up to a multiple of `pad_to`
+    when given) and their attention masks (0 on padding). Position ids follow from the mask:
+    `cumsum(mask) - 1`, clipped at 0, so each row's real tokens start at position 0."""
+    longest = max(len(ids) for ids in prompt_ids)
+    if pad_to:
+        longest = -(-longest // pad_to) * pad_to
+    rows = [[pad_id] * (longest - len(ids)) + list(ids) for ids in prompt_ids]
+    masks = [[0] * (longest - len(ids)) + [1] * len(ids) for ids in prompt_ids]
+    return rows, masks
+
+
 class Backend(Protocol):
     timer: Timer
     compiles: bool  # True: the first call of each cell is reported as the compile phase

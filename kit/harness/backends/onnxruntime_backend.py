@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kit.harness.backends.base import Call, Verdict
+from kit.harness.backends.base import Call, Verdict, left_pad
 from kit.harness.backends.onnx_export import Exported, cached_export, kv_names, kv_shape
 from kit.harness.timing import Timer
 
@@ -143,14 +143,7 @@ class OnnxRuntimeBackend:
 
     def _inputs(self, prompt_ids: list[list[int]], pad_to: int | None) -> tuple[Any, Any, Any]:
         np = self.np
-        longest = max(len(ids) for ids in prompt_ids)
-        if pad_to:
-            longest = -(-longest // pad_to) * pad_to
-        rows, masks = [], []
-        for ids in prompt_ids:
-            pad = longest - len(ids)
-            rows.append([self.pad_id] * pad + list(ids))  # left padding, as transformers
-            masks.append([0] * pad + [1] * len(ids))
+        rows, masks = left_pad(prompt_ids, pad_to, self.pad_id)
         mask = np.asarray(masks, dtype=np.int64)
         positions = np.clip(mask.cumsum(-1) - 1, 0, None).astype(np.int64)
         return np.asarray(rows, dtype=np.int64), mask, positions

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kit.harness.backends.base import Call, Verdict
+from kit.harness.backends.base import Call, Verdict, left_pad
 from kit.harness.timing import Timer
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -139,14 +139,7 @@ class TransformersBackend:
 
     def _inputs(self, prompt_ids: list[list[int]], pad_to: int | None) -> tuple[Any, Any, Any]:
         torch = self.torch
-        longest = max(len(ids) for ids in prompt_ids)
-        if pad_to:
-            longest = -(-longest // pad_to) * pad_to
-        rows, masks = [], []
-        for ids in prompt_ids:
-            pad = longest - len(ids)
-            rows.append([self.pad_id] * pad + list(ids))  # left padding
-            masks.append([0] * pad + [1] * len(ids))
+        rows, masks = left_pad(prompt_ids, pad_to, self.pad_id)
         input_ids = torch.tensor(rows, dtype=torch.long, device=self.device)
         mask = torch.tensor(masks, dtype=torch.long, device=self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -184,6 +177,7 @@ class TransformersBackend:
         n_new = int(cell["max_new_tokens"])
         input_ids, mask, positions = self._inputs(prompt_ids, cell.get("pad_to_multiple"))
         batch, length = input_ids.shape
+        last_pos = positions[:, -1:]
         max_len = length + n_new + 1
         generator = None
         if (cell.get("sampling") or {}).get("do_sample"):
@@ -206,7 +200,7 @@ class TransformersBackend:
             produced = 0
             for i in range(steps):
                 step_mask = torch.cat([step_mask, step_mask.new_ones((batch, 1))], dim=-1)
-                pos = torch.full((batch, 1), length + i, device=self.device, dtype=torch.long)
+                pos = last_pos + 1 + i  # each row's own next position (left padding)
                 kwargs: dict[str, Any] = {
                     "past_key_values": past,
                     "attention_mask": step_mask,
