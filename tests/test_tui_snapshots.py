@@ -7,6 +7,7 @@ change, and look at the SVGs in the report before committing.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ def _stable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     nvml.shutdown()  # NVML is opened once per process: let each test pick its scenario
     monkeypatch.setenv("KIT_NVML_FAKE", "h100")
     monkeypatch.setenv("KIT_NVML_FAKE_T", "12.5")
+    # whether .venv-vllm exists must not change the picture: point at an interpreter that does
+    monkeypatch.setenv("KIT_VLLM_PYTHON", sys.executable)
     monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
     monkeypatch.chdir(tmp_path)
     yield

@@ -66,7 +66,15 @@ def backend_problem(backend: str, runner: str) -> str | None:
         if not _module_present("kit.runner.docker") or not _module_present("docker"):
             return "the docker runner is not available in this kit"
         return None
-    module = {"onnxruntime": "onnxruntime", "vllm": "vllm"}.get(backend)
+    if backend == "vllm":
+        # vLLM pins its own torch: the host runner starts it with its own interpreter.
+        from kit.runner.host import python_for
+
+        _python, note = python_for("vllm", "")
+        if note:
+            return f"backend vllm needs its own environment ({note}): run ./scripts/setup-vllm"
+        return None
+    module = {"onnxruntime": "onnxruntime"}.get(backend)
     if module and not _module_present(module):
         return f"backend {backend} needs Python module {module!r} on the host (or runner docker)"
     return None
@@ -77,7 +85,7 @@ def cell_problem(cell: Cell, has_gpu: bool, device: str | None, runner: str) -> 
     effective = device or cell.device
     if effective == "cuda" and not has_gpu:
         return "needs a GPU, none visible (device cpu: d)"
-    if effective == "cpu" and cell.backend in ("tensorrt", "vllm") and cell.device == "cuda":
+    if effective == "cpu" and cell.backend == "tensorrt" and cell.device == "cuda":
         return f"backend {cell.backend} has no CPU path in this matrix"
     return backend_problem(cell.backend, runner)
 
