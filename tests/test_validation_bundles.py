@@ -10,7 +10,11 @@ import pytest
 from kit.cli import main
 
 VALIDATION = Path(__file__).resolve().parent.parent / "docs" / "validation"
-BUNDLES = {"h100-tr126-dynamic.tar.gz": "54 ok", "h100-tr126-baseline.tar.gz": "18 crash, 18 ok"}
+BUNDLES = {
+    "h100-tr126-dynamic.tar.gz": "54 ok",
+    "h100-tr126-baseline.tar.gz": "18 crash, 18 ok",
+    "h100-tr126-dynamic-qwen.tar.gz": "INCOMPLETE run (9 cells missing)",  # stopped by a time limit
+}
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLES))
