@@ -94,3 +94,21 @@ def test_runs_list_status(tmp_path: Path) -> None:
     runs = {r.path.name: r for r in list_runs(tmp_path)}
     assert runs["a"].status == "finished" and not runs["a"].resumable
     assert runs["b"].resumable and runs["b"].finished == 1
+
+
+def test_docker_runner_marks_cells_whose_image_is_missing() -> None:
+    from kit.matrix import load_matrix
+    from kit.tui.models.matrix_tree import LocalImages
+
+    cell = next(c for c in load_matrix("tr126").cells if c.backend == "transformers-eager")
+    missing = cell_problem(cell, True, "cpu", "docker", LocalImages(tags=frozenset()))
+    assert missing is not None and "kit images build torch" in missing
+    present = cell_problem(
+        cell, True, "cpu", "docker", LocalImages(tags=frozenset({"llm-repro-kit/torch:cpu"}))
+    )
+    assert present is None
+    down = cell_problem(
+        cell, True, "cpu", "docker", LocalImages(reason="the daemon cannot be reached")
+    )
+    assert down is not None and down.startswith("docker:")
+    assert cell_problem(cell, True, "cpu", "host", LocalImages(tags=frozenset())) is None

@@ -24,6 +24,7 @@ from kit.tui.messages import (
     BundleMade,
     GpuReadings,
     GpusDetected,
+    ImagesListed,
     MatricesLoaded,
     ResultsLoaded,
     RunEnded,
@@ -32,6 +33,7 @@ from kit.tui.messages import (
     RunsListed,
 )
 from kit.tui.models.gpu import GpuHistory
+from kit.tui.models.matrix_tree import LocalImages
 from kit.tui.models.progress import RunProgress
 from kit.tui.models.results import ResultRow
 from kit.tui.models.runs import RunInfo
@@ -70,6 +72,7 @@ class KitApp(KitWorkers):
         self.results: tuple[Path, list[ResultRow], int] | None = None  # dir, rows, version
         self.runs: list[RunInfo] | None = None
         self.last_bundle: BundleMade | None = None
+        self.images: LocalImages | None = None  # listed when the docker runner is chosen
 
     def on_mount(self) -> None:
         from kit.tui.screens.gpus import GpusScreen
@@ -116,6 +119,10 @@ class KitApp(KitWorkers):
         screen = self.screen
         if isinstance(screen, KitScreen):
             screen.sync_gpu()
+
+    def on_images_listed(self, message: ImagesListed) -> None:
+        self.images = message.images
+        self._sync("matrices")
 
     def on_matrices_loaded(self, message: MatricesLoaded) -> None:
         self.matrices = message.matrices

@@ -39,6 +39,11 @@ class MatricesLoaded(_Msg):
 
 
 @dataclass
+class ImagesListed(_Msg):
+    images: Any  # kit.tui.models.matrix_tree.LocalImages
+
+
+@dataclass
 class RunPlanned(_Msg):
     run_dir: Path
     cells: list[Cell]

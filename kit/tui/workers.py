@@ -22,6 +22,7 @@ from kit.tui.messages import (
     BundleMade,
     GpuReadings,
     GpusDetected,
+    ImagesListed,
     MatricesLoaded,
     ResultsLoaded,
     RunEnded,
@@ -63,6 +64,21 @@ class KitWorkers(App[int]):
 
         matrices = [load_matrix(name) for name in BUILTIN_MATRICES]
         self.post_message(MatricesLoaded(matrices, past_per_rep_s(self.config.results_dir)))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="images")
+    def list_images(self) -> None:
+        """The daemon's image tags, for the docker runner's "image missing" check."""
+        from kit.tui.models.matrix_tree import LocalImages
+
+        try:
+            import docker.client
+
+            client = docker.client.from_env(timeout=5)
+            tags = frozenset(t for image in client.images.list() for t in image.tags)
+            self.post_message(ImagesListed(LocalImages(tags=tags)))
+        except Exception as err:  # daemon down, no permission, SDK missing: say why
+            reason = f"the daemon cannot be reached ({type(err).__name__}); see `kit doctor`"
+            self.post_message(ImagesListed(LocalImages(reason=reason)))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run")
     def run_sweep(

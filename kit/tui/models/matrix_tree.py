@@ -80,14 +80,46 @@ def backend_problem(backend: str, runner: str) -> str | None:
     return None
 
 
-def cell_problem(cell: Cell, has_gpu: bool, device: str | None, runner: str) -> str | None:
+@dataclasses.dataclass(frozen=True)
+class LocalImages:
+    """The image tags the Docker daemon holds, or why they could not be listed."""
+
+    tags: frozenset[str] | None = None
+    reason: str | None = None
+
+
+def image_problem(backend: str, device: str, images: LocalImages | None) -> str | None:
+    """Why the docker runner cannot run `backend` on `device` (no image, image not built)."""
+    from kit.errors import KitError
+    from kit.images.registry import image_for_backend
+
+    try:
+        spec, variant = image_for_backend(backend, device)
+    except KitError as err:
+        return err.title
+    if images is None:
+        return None  # not listed yet: the run's preflight checks again
+    if images.tags is None:
+        return f"docker: {images.reason}"
+    tag = spec.tag(variant)
+    if tag not in images.tags:
+        return f"image {tag} is missing: build it with `kit images build {spec.name}`"
+    return None
+
+
+def cell_problem(
+    cell: Cell, has_gpu: bool, device: str | None, runner: str, images: LocalImages | None = None
+) -> str | None:
     """Why `cell` cannot run here with the chosen device override and runner, or None."""
     effective = device or cell.device
     if effective == "cuda" and not has_gpu:
         return "needs a GPU, none visible (device cpu: d)"
     if effective == "cpu" and cell.backend == "tensorrt" and cell.device == "cuda":
         return f"backend {cell.backend} has no CPU path in this matrix"
-    return backend_problem(cell.backend, runner)
+    problem = backend_problem(cell.backend, runner)
+    if problem is None and runner == "docker":
+        problem = image_problem(cell.backend, effective, images)
+    return problem
 
 
 def past_per_rep_s(results_dir: Path) -> dict[tuple[str, str, str, str], float]:

@@ -85,7 +85,7 @@ class MatricesScreen(KitScreen):
             detection = self.kit.detection
             has_gpu = bool(detection and detection.gpus)
             self._problems[cell_id] = cell_problem(
-                self.cells[cell_id], has_gpu, self.device, self.runner
+                self.cells[cell_id], has_gpu, self.device, self.runner, self.kit.images
             )
         return self._problems[cell_id]
 
@@ -183,6 +183,8 @@ class MatricesScreen(KitScreen):
 
     def action_toggle_runner(self) -> None:
         self.runner = "docker" if self.runner == "host" else "host"
+        if self.runner == "docker":
+            self.kit.list_images()  # refreshes the "image missing" marks when it answers
         self.refresh_state()
 
     def action_clear(self) -> None:
