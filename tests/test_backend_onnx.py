@@ -10,11 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runs import kit_run
 
 from kit.runner.journal import read_jsonl
 
@@ -40,19 +40,6 @@ groups:
 """
 
 
-def kit_run(tmp: Path, env: dict[str, str]) -> Path:
-    matrix = tmp / "ort.yaml"
-    matrix.write_text(textwrap.dedent(MATRIX))
-    out = tmp / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "kit", "run", "--matrix", str(matrix), "--weights", "random",
-         "--select", "prompt_index=0", "--out", str(out)],
-        capture_output=True, text=True, timeout=900, env=env, cwd=REPO,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
-
-
 def harness(input_path: Path, env: dict[str, str]) -> list[dict[str, Any]]:
     proc = subprocess.run(
         [sys.executable, "-m", "kit.harness", "--input", str(input_path)],
@@ -75,7 +62,7 @@ def ort_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         "KIT_ONNX_CACHE": str(tmp / "onnx-cache"),  # this module's own: tests edit exports
         "PYTHONPATH": str(REPO),
     }
-    return kit_run(tmp, env), env
+    return kit_run(tmp, MATRIX, env, "ort"), env
 
 
 def test_prefill_kv_decode_e2e_are_ok_with_exact_lengths(

@@ -6,13 +6,11 @@ All vLLM cells share one group, so the engine starts once (~20-40 s here).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runs import kit_run
 
 from kit.runner.journal import read_jsonl
 
@@ -41,19 +39,6 @@ def _why_no_vllm() -> str | None:
     return None
 
 
-def kit_run(tmp: Path, env: dict[str, str]) -> Path:
-    matrix = tmp / "vllm.yaml"
-    matrix.write_text(textwrap.dedent(MATRIX))
-    out = tmp / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "kit", "run", "--matrix", str(matrix), "--weights", "random",
-         "--select", "prompt_index=0", "--out", str(out)],
-        capture_output=True, text=True, timeout=900, env=env, cwd=REPO,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
-
-
 def finished(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {e["cell"]: e for e in events if e["event"] == "cell_finished"}
 
@@ -65,7 +50,7 @@ def test_vllm_cells_are_phase_separated_ok_and_exact_length(tmp_path: Path) -> N
     if reason:
         pytest.skip(reason)
     env = {**os.environ, "KIT_VLLM_PYTHON": str(VLLM_PYTHON)}
-    out = kit_run(tmp_path, env)
+    out = kit_run(tmp_path, MATRIX, env, "vllm")
     events = list(read_jsonl(out / "journal.jsonl"))
     spawned = [e for e in events if e["event"] == "group_spawned"]
     assert len(spawned) == 1 and spawned[0]["runner"]["python"] == str(VLLM_PYTHON)
@@ -104,7 +89,7 @@ def test_missing_vllm_interpreter_skips_with_the_reason(tmp_path: Path) -> None:
     except ImportError:
         pass
     env = {**os.environ, "KIT_VLLM_PYTHON": str(tmp_path / "no-such-python")}
-    out = kit_run(tmp_path, env)
+    out = kit_run(tmp_path, MATRIX, env, "vllm")
     ends = finished(list(read_jsonl(out / "journal.jsonl")))
     assert len(ends) == 6
     for end in ends.values():

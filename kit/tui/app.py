@@ -188,16 +188,12 @@ class KitApp(KitWorkers):
 
     # -- actions the screens call ----------------------------------------------------------
     def start_run(self, request: RunRequest) -> None:
-        if self.sweep_running():
-            self.notify("a run is already in progress", severity="warning")
-            return
-        self.controls = Controls()
-        self.progress = None
-        self.progress_version += 1
-        self.switch_mode("run")
-        self.run_sweep(request, None, self.controls)
+        self._start_sweep(request, None)
 
     def resume_run(self, run_dir: Path) -> None:
+        self._start_sweep(None, run_dir)
+
+    def _start_sweep(self, request: RunRequest | None, resume: Path | None) -> None:
         if self.sweep_running():
             self.notify("a run is already in progress", severity="warning")
             return
@@ -205,7 +201,7 @@ class KitApp(KitWorkers):
         self.progress = None
         self.progress_version += 1
         self.switch_mode("run")
-        self.run_sweep(None, run_dir, self.controls)
+        self.run_sweep(request, resume, self.controls)
 
     def sweep_running(self) -> bool:
         return any(w.group == "run" and w.is_running for w in self.workers)
