@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import threading
 import time
@@ -84,8 +85,6 @@ class Sweep:
         line = {"cell": cell_id, "status": status, "reasons": reasons, "attempt": attempt, **extra}
         self._cells_file.write(json.dumps(line, separators=(",", ":")) + "\n")
         self._cells_file.flush()
-        import os
-
         os.fsync(self._cells_file.fileno())
 
     # -- the loop ---------------------------------------------------------------------------
