@@ -235,9 +235,11 @@ class Sweep:
         watchdog_done = threading.Event()
 
         def watchdog() -> None:
-            while not watchdog_done.wait(0.2):
-                if self.controls.abort.is_set() or time.monotonic() > deadline:
-                    if time.monotonic() > deadline and hasattr(proc, "mark_timed_out"):
+            # Wakes at once on abort (the event itself), else checks the deadline often.
+            while not watchdog_done.is_set():
+                aborted = self.controls.abort.wait(0.05)
+                if aborted or time.monotonic() > deadline:
+                    if not aborted and hasattr(proc, "mark_timed_out"):
                         proc.mark_timed_out()
                     proc.stop()
                     return

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
 from kit.errors import KitError
@@ -117,8 +118,11 @@ class KitApp(KitWorkers):
         self.gpu_history.add(message.readings)
         self.gpu_history.lost = message.lost
         screen = self.screen
-        if isinstance(screen, KitScreen):
-            screen.sync_gpu()
+        if isinstance(screen, KitScreen) and screen.is_mounted:
+            try:
+                screen.sync_gpu()
+            except NoMatches:
+                pass  # switched to but not composed yet: on_screen_resume paints it
 
     def on_images_listed(self, message: ImagesListed) -> None:
         self.images = message.images
