@@ -78,6 +78,10 @@ def test_sweep_measures_every_phase_and_journals_it(tiny_matrix: Path, tmp_path:
     assert all(e["prompt_ids"] and e["prompt_ids"][0] for e in started)
     summary = json.loads((out / "summary.json").read_text())
     assert summary  # written at the end of the run
+    process_env = list((out / "env").glob("process-*.json"))
+    assert len(process_env) == 1  # one group, one process: its own ML stack record
+    stack = json.loads(process_env[0].read_text())
+    assert stack["torch"] and stack["transformers"] and "flags" in stack
 
 
 def test_killed_child_marks_the_cell_crash_and_a_fresh_child_continues(tmp_path: Path) -> None:

@@ -40,20 +40,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ml_stack(backend: str) -> dict[str, object]:
-    if backend not in ("transformers-eager", "transformers-compile"):
-        return {"python": sys.version.split()[0]}
-    try:
-        from kit.env.ml import ml_stack
+    """The measuring process's ML stack, plus the backend library's own version."""
+    from kit.env.ml import _version, ml_stack
 
-        return dict(ml_stack())
-    except Exception:
-        import torch
-
-        return {
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-        }
+    record: dict[str, object] = {"python": sys.version.split()[0], **ml_stack()}
+    library = {"onnxruntime": "onnxruntime", "vllm": "vllm"}.get(backend)
+    if library:
+        record[library] = _version(library)
+    return record
 
 
 if __name__ == "__main__":

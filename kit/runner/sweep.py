@@ -251,7 +251,9 @@ class Sweep:
                 event = _parse(line)
                 event["attempt"] = attempt
                 name = event.get("event")
-                if name == "cell_started":
+                if name == "group_started" and isinstance(event.get("ml_stack"), dict):
+                    self._write_process_env(job.group_id, attempt, event["ml_stack"])
+                elif name == "cell_started":
                     inflight = event.get("cell")
                     event.setdefault("token_method", inputs.get(inflight or "", {}).get("method"))
                 elif name == "sample":
@@ -300,6 +302,21 @@ class Sweep:
             finished.add(inflight)
             inflight = None
         return finished, inflight
+
+    def _write_process_env(self, group_id: str, attempt: int, ml_stack: dict[str, Any]) -> None:
+        """env/process-<group>.json: the ML stack the measuring process reported."""
+        try:
+            from kit.env.write import write_process_env
+
+            write_process_env(self.run_dir, f"{group_id}.attempt{attempt}", ml_stack)
+        except Exception as err:  # a fingerprint must never stop a sweep
+            self.record(
+                {
+                    "event": "log",
+                    "level": "warning",
+                    "message": f"process fingerprint not written: {err}",
+                }
+            )
 
     def close(self) -> None:
         self.journal.close()
