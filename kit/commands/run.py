@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from kit.errors import ExitCode, KitError
     from kit.runner.plan import RunRequest
     from kit.runner.progress import ProgressLine
-    from kit.runner.service import load_run, resume_run, start_run
+    from kit.runner.service import resume_run, start_run
     from kit.runner.sweep import Controls
 
     controls = Controls()
@@ -89,10 +89,7 @@ def run(args: argparse.Namespace) -> int:
                 "--resume takes the run directory alone",
                 "drop --matrix/--out; the run keeps its own",
             )
-        _header, cells = load_run(args.resume)
-        from kit.runner.journal import finished_cells
-
-        progress = ProgressLine(len(cells), len(finished_cells(args.resume)))
+        progress = ProgressLine()  # its total comes with the run_resumed event
         outcome = resume_run(args.resume, controls, progress)
     else:
         if not args.matrix or not args.out:
@@ -120,9 +117,7 @@ def run(args: argparse.Namespace) -> int:
             allow_unpinned=args.allow_unpinned,
             argv=tuple(sys.argv),
         )
-        from kit.runner.plan import plan_cells
-
-        progress = ProgressLine(len(plan_cells(request)[1]))
+        progress = ProgressLine()  # its total comes with the run_started event
         outcome = start_run(request, controls, progress)
     progress.close()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 
 class ProgressLine:
-    def __init__(self, total: int, already_done: int = 0, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int = 0, already_done: int = 0, stream: TextIO | None = None) -> None:
         self.total = total
         self.done = already_done
         self.stream = stream or sys.stderr
@@ -21,6 +21,10 @@ class ProgressLine:
 
     def __call__(self, event: dict[str, Any]) -> None:
         name = event.get("event")
+        if name in ("run_started", "run_resumed"):
+            self.total = int(event.get("cells", self.total))
+            self.done = int(event.get("finished", self.done))
+            return
         if name == "cell_started":
             self.current = str(event.get("cell"))
         elif name == "phase" and event.get("phase") in ("load", "compile"):

@@ -10,13 +10,14 @@ import datetime as dt
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kit import __version__
 from kit.errors import KitError
 from kit.matrix import Cell
-from kit.runner.journal import read_jsonl
+from kit.runner.journal import finished_cells
 from kit.runner.plan import RunRequest, plan_cells
 from kit.runner.sweep import (
     Controls,
@@ -182,6 +183,7 @@ def _execute(
         {
             "event": "run_resumed" if resumed else "run_started",
             "cells": len(cells),
+            "finished": len(finished_cells(run_dir)),
             "kit_version": __version__,
         }
     )
@@ -238,34 +240,16 @@ def _post_process(run_dir: Path, joined_telemetry: bool) -> None:
     """Summary and telemetry joins; failures are journaled, never fatal (the data is kept)."""
     from kit.stats.run_summary import write_summary
 
-    try:
-        write_summary(run_dir)
-    except Exception as err:
-        with open(run_dir / "journal.jsonl", "a", encoding="utf-8") as f:
-            f.write(
-                json.dumps(
-                    {"event": "log", "level": "warning", "message": f"summary failed: {err}"}
-                )
-                + "\n"
-            )
+    steps: list[tuple[str, Callable[[Path], object]]] = [("summary", write_summary)]
     if joined_telemetry and (run_dir / "telemetry").is_dir():
+        from kit.gpu.join import write_phases
+
+        steps.append(("telemetry join", write_phases))
+    for name, step in steps:
         try:
-            from kit.gpu.join import write_phases
-
-            write_phases(run_dir)
+            step(run_dir)
         except Exception as err:
+            # the sweep's journal is closed by now: append the warning directly
+            line = {"event": "log", "level": "warning", "message": f"{name} failed: {err}"}
             with open(run_dir / "journal.jsonl", "a", encoding="utf-8") as f:
-                f.write(
-                    json.dumps(
-                        {
-                            "event": "log",
-                            "level": "warning",
-                            "message": f"telemetry join failed: {err}",
-                        }
-                    )
-                    + "\n"
-                )
-
-
-def run_events(run_dir: Path) -> list[dict[str, Any]]:
-    return list(read_jsonl(run_dir / "journal.jsonl"))
+                f.write(json.dumps(line) + "\n")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kit.errors import Interrupted, KitError
+from kit.errors import KitError
 from kit.matrix import Cell
 from kit.runner.base import GroupJob, Runner
 from kit.runner.journal import Journal, finished_cells, write_json_atomic
@@ -353,4 +353,4 @@ def count_statuses(run_dir: Path, cells: list[Cell]) -> dict[str, int]:
     return counts
 
 
-__all__ = ["Controls", "Interrupted", "RunOutcome", "Sweep", "count_statuses", "write_run_header"]
+__all__ = ["Controls", "RunOutcome", "Sweep", "count_statuses", "write_run_header"]
