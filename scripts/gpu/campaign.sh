@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The H200 campaign (issue 17), one device call: `kit gate tr126` first (when asked), then one
+# `kit run` per RUN argument, each cut by what is left of the call's budget (SIGTERM: the run
+# ends `interrupted` and resumes with `kit run --resume`, or is joined later with `kit merge`).
+#   OUT=/dir bash scripts/gpu/campaign.sh BUDGET_S [gate] NAME@MATRIX@SELECT ...
+# Writes $OUT/gpu.json, $OUT/gate.txt and $OUT/runs.tar.gz (the run directories without their
+# compiler caches and harness inputs). Host runner, synthesized weights (--weights random).
+set -uo pipefail
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export KIT_CACHE=${KIT_CACHE:-/tmp/kit-cache}
+OUT=${OUT:-/tmp/kit-campaign}
+RUNS=/tmp/kit-runs
+mkdir -p "$OUT" "$RUNS"
+start=$(date +%s)
+budget=$1; shift
+left() { echo $(( budget - ($(date +%s) - start) )); }
+log() { echo "== $(date +%T) [$(left) s left] $*"; }
+
+timeout 30 python -m kit gpu --json > "$OUT/gpu.json" 2>&1 || log "kit gpu failed"
+names=()
+for arg in "$@"; do
+  if [[ $arg == gate ]]; then
+    log "kit gate tr126"
+    timeout 150 python -m kit gate tr126 > "$OUT/gate.txt" 2>&1; echo "gate exit $?" >> "$OUT/gate.txt"
+    tail -n 12 "$OUT/gate.txt"
+    continue
+  fi
+  IFS=@ read -r name matrix select <<< "$arg"
+  names+=("$name")
+  t=$(( $(left) - 25 ))
+  if (( t < 30 )); then log "no time left for $name"; continue; fi
+  log "run $name: --matrix $matrix --select '$select' (timeout $t s)"
+  resume=()
+  [[ -f $RUNS/$name/run.json ]] && resume=(--resume "$RUNS/$name")
+  if ((${#resume[@]})); then
+    timeout -s TERM -k 20 "$t" python -m kit run "${resume[@]}" 2>&1 | tail -n 6
+  else
+    timeout -s TERM -k 20 "$t" python -m kit run --matrix "$matrix" --select "$select" \
+      --weights random --group-timeout 600 --out "$RUNS/$name" 2>&1 | tail -n 6
+  fi
+done
+log "packing ${names[*]}"
+tar -C "$RUNS" --exclude='compile-cache*' --exclude='input-*.json' -czf "$OUT/runs.tar.gz" "${names[@]}"
+ls -la "$OUT"
+log "done"
