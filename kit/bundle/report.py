@@ -19,6 +19,7 @@ from kit.bundle.archive import Source as MemberSource
 from kit.bundle.report_data import MappingSource, ReportData, Source, load
 from kit.bundle.results import fmt
 from kit.errors import KitError
+from kit.paths import inside
 
 Column = tuple[str, str, Callable[[Any], str] | None]
 
@@ -56,6 +57,7 @@ def md_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path = inside(path.parent, path.name)
     columns = list(rows[0]) if rows else ["empty"]
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
@@ -209,7 +211,7 @@ def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> N
     md += ["Every check per cell: `integrity/checks.csv` in the bundle.", ""]
     if data.notes:
         md += ["## Notes", "", *[f"- {n}" for n in data.notes], ""]
-    (out_dir / "REPORT.md").write_text("\n".join(md), encoding="utf-8")
+    inside(out_dir, "REPORT.md").write_text("\n".join(md), encoding="utf-8")
     write_csv(out_dir / "published.csv", published)
     write_csv(out_dir / "eager_vs_compiled.csv", eager)
     write_csv(out_dir / "gpt2_family.csv", family)
