@@ -166,7 +166,13 @@ def scan(
     result = ScanResult()
     seen: set[str] = set()
     try:
-        with open_stream(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        # A plain tar is read seekable, so that the data of a member that is not read (an
+        # unlisted huge one) is seeked over rather than read; compressed ones stream.
+        seekable = compression_of(path) == "tar"
+        with (
+            open_stream(path) as stream,
+            tarfile.open(fileobj=stream, mode="r:" if seekable else "r|") as tar,  # type: ignore[call-overload]
+        ):
             for info in tar:
                 problem = member_problem(info, size_cap)
                 if problem:
