@@ -24,6 +24,7 @@ TAMPERED = {
     "checksum_removed": "member not listed in SHA256SUMS: results/cell_summary.csv",
     "wrong_schema": "unsupported bundle schema 99",
     "manifest_missing": "required member missing: manifest.json",
+    "sums_missing": "required member missing: SHA256SUMS",
 }
 CSVS = (
     "published.csv",
