@@ -237,8 +237,8 @@ def _expand(raw: Any, p: v.Problems) -> tuple[list[Cell], list[Published]]:
         if not v.check_keys(p, path, group, GROUP_KEYS, required=("id", "backends", "models")):
             continue
         gid = group.get("id")
-        if not v.check(p, f"{path}.id", gid, is_safe_name, f"a group id of {SAFE_NAME_TEXT}"):
-            continue
+        # An unsafe id is a problem (the file is refused); its group is still checked.
+        v.check(p, f"{path}.id", gid, is_safe_name, f"a group id of {SAFE_NAME_TEXT}")
         if gid in seen_groups:
             p.add(f"{path}.id", gid, "a group id not used before in this file")
         seen_groups.add(gid)
