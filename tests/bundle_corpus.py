@@ -207,6 +207,10 @@ def telemetry_short(good: Path, out: Path) -> None:
     rebuild(good, out, edit, rehashed=True)
 
 
+def sums_missing(good: Path, out: Path) -> None:
+    rebuild(good, out, lambda m: m.pop("SHA256SUMS"))
+
+
 def not_an_archive(good: Path, out: Path) -> None:
     out.write_bytes(b"this is not a bundle\n" * 10)
 
@@ -246,6 +250,7 @@ CASES: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "wrong_schema": (wrong_schema, "unsupported bundle schema 99"),
     "content_hash": (content_hash_wrong, "content hash mismatch"),
     "manifest_missing": (manifest_missing, "required member missing: manifest.json"),
+    "sums_missing": (sums_missing, "required member missing: SHA256SUMS"),
     "summary_count": (summary_count_wrong, "sample count mismatch for cell"),
     "status_missing": (status_missing, "has no status"),
     "telemetry_short": (telemetry_short, "does not cover the run's time span"),

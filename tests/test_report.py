@@ -166,6 +166,11 @@ def test_report_of_damaged_bundle_is_one_error_line(
     CASES["truncated"][0](good, bad)
     assert main(["report", str(bad), "-o", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad} fails verification: archive is truncated")
+    assert "Traceback" not in err and len(err.splitlines()) == 2  # the error and its hint
+    # Even --unverified cannot render what cannot be read: still one error line.
+    assert main(["report", str(bad), "-o", str(tmp_path / "x"), "--unverified"]) == 1
+    err = capsys.readouterr().err
     assert err.startswith("error: cannot read") and "Traceback" not in err
 
 

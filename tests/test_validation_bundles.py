@@ -28,5 +28,10 @@ def test_committed_h100_bundle_verifies_and_reports(
     assert main(["report", str(bundle), "-o", str(tmp_path / "report"), "--no-plots"]) == 0
     report = (tmp_path / "report" / "REPORT.md").read_text()
     assert "Published values vs ours" in report
+    header = report.split("## ")[0]
+    assert "- verification: verified" in header
+    assert "- GPU: NVIDIA H100 80GB HBM3; driver 580.159.04; CUDA 13.0" in header
+    assert "commit `unknown`" in header and "None" not in header and "null" not in header
+    assert "- device: cuda (as the matrix says; cells: " in header
     if "baseline" in name:
         assert "CUDAGraphs" in report  # the compiled decode crashes are listed with their reason

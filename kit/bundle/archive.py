@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kit.errors import KitError
+from kit.paths import inside
 
 CHUNK = 1 << 20
 FIRST = ("manifest.json", "SHA256SUMS")
@@ -98,6 +99,9 @@ def write_archive(
             stream = _open_compressed(raw, compression)
             with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for name in member_order(members):
+                    inside(
+                        out.parent, *name.rstrip("/").split("/")
+                    )  # a member name, not a path out
                     if name.endswith("/"):
                         tar.addfile(_info(name, 0, mtime))
                         continue

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -70,7 +69,7 @@ def _env_summary(run: RunDir, name: str) -> dict[str, Any]:
     for key in ("gpus", "devices"):
         items = data.get(key) if isinstance(data, dict) else None
         if isinstance(items, list):
-            summary[key] = [_scalars(item, 12) for item in items if isinstance(item, dict)]
+            summary[key] = [_scalars(item, 40) for item in items if isinstance(item, dict)]
     return summary
 
 
@@ -106,15 +105,17 @@ def build_manifest(staged: Staged) -> dict[str, Any]:
         "bundler_version": __version__,
         "kit_version": r.get("kit_version"),
         "run_schema": r.get("schema"),
-        "git_commit": r.get("git_commit"),
+        "git_commit": r.get("git_commit") if isinstance(r.get("git_commit"), str) else None,
         "git_dirty": r.get("git_dirty"),
         "created_utc": r.get("created_utc"),
         "argv": r.get("argv"),
         "selection": r.get("selection"),
         "runner": r.get("runner"),
-        "device": r.get("device")
-        if isinstance(r.get("device"), str)
-        else json.dumps(r.get("device")),
+        # the --device override (a string) or JSON null ("as the matrix says"); never "null"
+        "device": r.get("device") if isinstance(r.get("device"), str) else None,
+        "devices": sorted(
+            {str(c["device"]) for c in run.cells if isinstance(c, dict) and c.get("device")}
+        ),
         "order": r.get("order"),
         "order_seed": r.get("order_seed"),
         "matrix": _matrix_facts(run, staged),

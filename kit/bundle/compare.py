@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kit.bundle.report_data import MappingSource, ReportData, load
+from kit.bundle.report_data import ReportData, load
 from kit.errors import KitError
 from kit.stats import holm, ratio_of_medians_ci, tost_relative, welch_t
 
@@ -66,6 +65,7 @@ class Comparison:
     crash_rate_a: float
     crash_rate_b: float
     verdict: str
+    unverified: list[str] = dataclasses.field(default_factory=list)  # "A: UNVERIFIED: ..."
 
     def to_dict(self) -> dict[str, Any]:
         def clean(v: Any) -> Any:
@@ -76,27 +76,22 @@ class Comparison:
         return out
 
 
-def load_any(path: Path) -> ReportData:
-    """ReportData of a bundle archive or a run directory (raises KitError)."""
-    if path.is_dir():
-        from kit.bundle.build import build_manifest
-        from kit.bundle.rundir import RunDir
-        from kit.bundle.stage import stage
+def load_any(path: Path, unverified: bool = False) -> ReportData:
+    """ReportData of a bundle archive (verified first) or a run directory (raises KitError).
 
-        with tempfile.TemporaryDirectory(prefix="kit-compare-") as tmp:
-            staged = stage(RunDir.open(path), Path(tmp))
-            return load(MappingSource(staged.members), build_manifest(staged))
-    from kit.bundle.reader import ArchiveError, BundleFiles
+    Its `verification` is None for a verified bundle, else the stamp (`UNVERIFIED: ...` or
+    `not a bundle: unverified`) that the comparison carries."""
+    from kit.bundle.reader import open_verified
 
-    if not path.exists():
-        raise KitError(f"not found: {path}", "give two bundles or run directories")
-    try:
-        with BundleFiles(path) as files:
-            return load(files)
-    except ArchiveError as err:
-        raise KitError(f"cannot read {path}: {err}", f"run `kit verify {path}`") from None
-    except (KeyError, ValueError) as err:
-        raise KitError(f"{path} lacks a member compare needs ({err})", "run kit verify") from None
+    with open_verified(path, unverified=unverified) as opened:
+        try:
+            data = load(opened.source, opened.manifest)
+        except (KeyError, ValueError) as err:
+            raise KitError(
+                f"{path} lacks a member compare needs ({err})", f"run `kit verify {path}`"
+            ) from None
+    data.verification = opened.stamp
+    return data
 
 
 def _crash_rate(data: ReportData) -> float:
@@ -137,6 +132,7 @@ def compare(a: ReportData, b: ReportData, margin_pct: float = 3.0, names: tuple[
         a=names[0], b=names[1], margin_pct=margin_pct, cells=rows,
         only_in_a=sorted(ids_a - ids_b), only_in_b=sorted(ids_b - ids_a),
         crash_rate_a=crash_a, crash_rate_b=crash_b, verdict=overall,
+        unverified=[f"{side}: {d.verification}" for side, d in (("A", a), ("B", b)) if d.verification],
     )  # fmt: skip
 
 
@@ -188,6 +184,7 @@ def render(result: Comparison) -> str:
         return "-" if math.isnan(v) else f"{v:.{d}f}"
 
     lines = [
+        *[f"{'UNVERIFIED' if 'UNVERIFIED' in u else 'NOTE'} {u}" for u in result.unverified],
         f"A: {result.a}",
         f"B: {result.b}",
         f"margin: +-{result.margin_pct:g}% of A's mean (TOST, alpha {ALPHA}); Holm over "

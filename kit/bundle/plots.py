@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.bundle.report_data import ReportData, num
+from kit.paths import inside
 
 DPI = 100
 
@@ -27,7 +28,7 @@ def _plt() -> Any:
 
 def _save(fig: Any, out_dir: Path, name: str) -> str:
     fig.tight_layout()
-    fig.savefig(out_dir / name, dpi=DPI, metadata={"Software": None})
+    fig.savefig(inside(out_dir, name), dpi=DPI, metadata={"Software": None})
     _plt().close(fig)
     return name
 

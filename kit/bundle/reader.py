@@ -166,7 +166,13 @@ def scan(
     result = ScanResult()
     seen: set[str] = set()
     try:
-        with open_stream(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        # A plain tar is read seekable, so that the data of a member that is not read (an
+        # unlisted huge one) is seeked over rather than read; compressed ones stream.
+        seekable = compression_of(path) == "tar"
+        with (
+            open_stream(path) as stream,
+            tarfile.open(fileobj=stream, mode="r:" if seekable else "r|") as tar,  # type: ignore[call-overload]
+        ):
             for info in tar:
                 problem = member_problem(info, size_cap)
                 if problem:
@@ -258,3 +264,82 @@ class BundleFiles:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+# --- the one door for readers of results: report, compare, claims ------------------------
+
+NOT_A_BUNDLE = "not a bundle: unverified"
+
+
+@dataclasses.dataclass
+class Opened:
+    """A bundle (verified, or accepted unverified) or a run directory, ready to read.
+
+    `source` gives the members by name (`kit.bundle.report_data.Source`); `manifest` is the
+    manifest built from the run for a run directory and None for an archive (read it from the
+    `manifest.json` member); `stamp` is None for a verified bundle, else the line every
+    output made from it must carry (`UNVERIFIED: <reason>` or `not a bundle: unverified`).
+    """
+
+    path: Path
+    kind: str  # "bundle" | "run"
+    source: Any
+    manifest: dict[str, Any] | None
+    stamp: str | None
+
+    @property
+    def verified(self) -> bool:
+        return self.stamp is None
+
+
+def verification_reason(problems: list[str]) -> str:
+    """The verifier's problems as one line: the first, and how many more there are."""
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more problem{'s' * (more > 1)})" if more > 0 else "")
+
+
+@contextlib.contextmanager
+def open_verified(path: Path, *, unverified: bool = False) -> Iterator[Opened]:
+    """Open a bundle archive after `kit verify`'s checks, or a run directory.
+
+    A bundle that fails verification raises KitError with the verifier's one-line reason,
+    unless `unverified` is set: then it opens anyway, stamped `UNVERIFIED: <reason>`.
+    A run directory is staged as a bundle would be (members, manifest) and stamped
+    `not a bundle: unverified`. Raises KitError for a path that is neither.
+    """
+    from kit.errors import KitError
+
+    path = Path(path)
+    if path.is_dir():
+        from kit.bundle.build import build_manifest
+        from kit.bundle.report_data import MappingSource
+        from kit.bundle.rundir import RunDir
+        from kit.bundle.stage import stage
+
+        with tempfile.TemporaryDirectory(prefix="kit-read-") as tmp:
+            staged = stage(RunDir.open(path), Path(tmp))
+            yield Opened(
+                path, "run", MappingSource(staged.members), build_manifest(staged), NOT_A_BUNDLE
+            )
+        return
+    if not path.exists():
+        raise KitError(f"not found: {path}", "give a bundle (.tar.gz/.tar.zst) or a run directory")
+    from kit.bundle.verify import verify_bundle
+
+    result = verify_bundle(path)
+    stamp = None
+    if result.problems:
+        reason = verification_reason(result.problems)
+        if not unverified:
+            raise KitError(
+                f"{path} fails verification: {reason}",
+                f"`kit verify {path}` lists every problem; --unverified renders it anyway, "
+                "stamped UNVERIFIED",
+            )
+        stamp = f"UNVERIFIED: {reason}"
+    try:
+        files = BundleFiles(path)
+    except ArchiveError as err:
+        raise KitError(f"cannot read {path}: {err}", f"run `kit verify {path}`") from None
+    with files:
+        yield Opened(path, "bundle", files, None, stamp)

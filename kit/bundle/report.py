@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import csv
 import math
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from kit.bundle import plots, report_tables
 from kit.bundle.archive import Source as MemberSource
-from kit.bundle.report_data import MappingSource, ReportData, Source, load
+from kit.bundle.report_data import MappingSource, ReportData, load
+from kit.bundle.report_header import header_lines
 from kit.bundle.results import fmt
 from kit.errors import KitError
+from kit.paths import inside
 
 Column = tuple[str, str, Callable[[Any], str] | None]
 
@@ -55,9 +56,13 @@ def md_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], stamp: str | None = None) -> None:
+    """A CSV of `rows`; `stamp` (an UNVERIFIED line) comes first, before the header row."""
+    path = inside(path.parent, path.name)
     columns = list(rows[0]) if rows else ["empty"]
     with path.open("w", newline="", encoding="utf-8") as fh:
+        if stamp:
+            fh.write(stamp.replace("\n", " ") + "\n")
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
@@ -129,18 +134,16 @@ ONEOFF_NOTE = (
 )
 
 
-def _header(data: ReportData) -> list[str]:
+def _header(data: ReportData, verification: str | None = None) -> list[str]:
     m = data.manifest
     counts = ", ".join(f"{n} {s}" for s, n in sorted(m["cells"]["by_status"].items()))
     energy = (m.get("energy_j") or {}).get("cells")
-    gpu = m.get("gpu") or {}
+    stamp = [verification, ""] if verification and verification.startswith("UNVERIFIED") else []
     lines = [
+        *stamp,
         f"# Report: {m['matrix'].get('id')} run of {m.get('created_utc')}",
         "",
-        f"- kit {m.get('kit_version')}, commit `{m.get('git_commit')}`"
-        + (" (dirty tree)" if m.get("git_dirty") else ""),
-        f"- command: `{' '.join(str(a) for a in m.get('argv') or [])}`",
-        f"- device: {m.get('device')}; GPU: {gpu.get('name', '-') if isinstance(gpu, dict) else '-'}",
+        *header_lines(data, verification),
         f"- cells: {counts}" + ("; **INCOMPLETE run**" if m.get("incomplete") else ""),
         f"- GPU energy over whole cell windows (cell_started..cell_finished: load, compile, "
         f"warmups and gaps included): {_f(1)(energy)} J"
@@ -149,11 +152,19 @@ def _header(data: ReportData) -> list[str]:
         f"- bundle content hash: `{m.get('content_hash', '(computed when bundled)')}`",
         "",
     ]
+    if stamp:
+        return lines[:2] + [line for line in lines[2:] if line != ""] + [""]
     return [line for line in lines if line != ""] + [""]
 
 
-def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> None:
-    """Write REPORT.md, PNGs and CSVs into `out_dir` (created)."""
+def render_report(
+    data: ReportData, out_dir: Path, with_plots: bool = True, verification: str | None = None
+) -> None:
+    """Write REPORT.md, PNGs and CSVs into `out_dir` (created).
+
+    `verification` is the header's verification line (None: none, as in a bundle's own
+    report); one starting with UNVERIFIED also heads REPORT.md and every CSV.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     published, unrun = report_tables.not_run(report_tables.published_table(data))
     eager = report_tables.eager_vs_compiled(data)
@@ -173,7 +184,7 @@ def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> N
         name = figures.get(key)
         return [f"![{key}]({name})", ""] if name else []
 
-    md = _header(data)
+    md = _header(data, verification)
     md += ["## Published values vs ours", "", PUBLISHED_NOTE, ""]
     md += [md_table(published, PUBLISHED_COLUMNS)]
     if unrun:
@@ -209,13 +220,14 @@ def render_report(data: ReportData, out_dir: Path, with_plots: bool = True) -> N
     md += ["Every check per cell: `integrity/checks.csv` in the bundle.", ""]
     if data.notes:
         md += ["## Notes", "", *[f"- {n}" for n in data.notes], ""]
-    (out_dir / "REPORT.md").write_text("\n".join(md), encoding="utf-8")
-    write_csv(out_dir / "published.csv", published)
-    write_csv(out_dir / "eager_vs_compiled.csv", eager)
-    write_csv(out_dir / "gpt2_family.csv", family)
-    write_csv(out_dir / "energy_by_backend.csv", energy)
-    write_csv(out_dir / "oneoff_energy_by_backend.csv", oneoff)
-    write_csv(out_dir / "problem_cells.csv", problems)
+    inside(out_dir, "REPORT.md").write_text("\n".join(md), encoding="utf-8")
+    stamp = verification if verification and verification.startswith("UNVERIFIED") else None
+    write_csv(out_dir / "published.csv", published, stamp)
+    write_csv(out_dir / "eager_vs_compiled.csv", eager, stamp)
+    write_csv(out_dir / "gpt2_family.csv", family, stamp)
+    write_csv(out_dir / "energy_by_backend.csv", energy, stamp)
+    write_csv(out_dir / "oneoff_energy_by_backend.csv", oneoff, stamp)
+    write_csv(out_dir / "problem_cells.csv", problems, stamp)
 
 
 def write_report_into(
@@ -228,33 +240,27 @@ def write_report_into(
     render_report(load(MappingSource(members), manifest), out_dir, with_plots)
 
 
-def report_from_path(path: Path, out_dir: Path | None, with_plots: bool = True) -> Path:
-    """Report a bundle archive or a run directory; return the folder written."""
-    if path.is_dir():
-        from kit.bundle.build import build_manifest
-        from kit.bundle.rundir import RunDir
-        from kit.bundle.stage import stage
+def report_from_path(
+    path: Path, out_dir: Path | None, with_plots: bool = True, unverified: bool = False
+) -> Path:
+    """Report a bundle archive (verified first, see `open_verified`) or a run directory;
+    return the folder written. Raises KitError."""
+    from kit.bundle.reader import open_verified
 
-        out_dir = out_dir or path / "report"
-        with tempfile.TemporaryDirectory(prefix="kit-report-") as tmp:
-            staged = stage(RunDir.open(path), Path(tmp))
-            data = load(MappingSource(staged.members), build_manifest(staged))
-            render_report(data, out_dir, with_plots)
-        return out_dir
-    from kit.bundle.reader import ArchiveError, BundleFiles
-
-    if not path.exists():
-        raise KitError(f"not found: {path}", "give a bundle (.tar.gz/.tar.zst) or a run directory")
-    out_dir = out_dir or path.with_name(path.name.split(".")[0] + "-report")
-    try:
-        with BundleFiles(path) as files:
-            source: Source = files
-            render_report(load(source), out_dir, with_plots)
-    except ArchiveError as err:
-        raise KitError(f"cannot read {path}: {err}", f"run `kit verify {path}`") from None
-    except (KeyError, ValueError) as err:
-        raise KitError(
-            f"{path} lacks or mangles a member the report needs ({err})",
-            f"run `kit verify {path}`",
-        ) from None
+    if out_dir is None:
+        out_dir = (
+            path / "report"
+            if path.is_dir()
+            else path.with_name(path.name.split(".")[0] + "-report")
+        )
+    with open_verified(path, unverified=unverified) as opened:
+        try:
+            data = load(opened.source, opened.manifest)
+        except (KeyError, ValueError) as err:
+            raise KitError(
+                f"{path} lacks or mangles a member the report needs ({err})",
+                f"run `kit verify {path}`",
+            ) from None
+        verification = opened.stamp or f"verified ({path.name}: kit verify found no problem)"
+        render_report(data, out_dir, with_plots, verification)
     return out_dir

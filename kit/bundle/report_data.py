@@ -90,6 +90,9 @@ class ReportData:
     windows: list[dict[str, str]]
     checks: list[dict[str, str]]
     notes: list[str]
+    # run.json, env/gpu.json and each env/process-*.json (name -> record), for the header
+    env: dict[str, Any] = dataclasses.field(default_factory=dict)
+    verification: str | None = None  # kit.bundle.reader.Opened.stamp of where it was read
 
     def cell_fields(self, cid: str) -> dict[str, Any]:
         return self.cells.get(cid, {"id": cid})
@@ -192,4 +195,30 @@ def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportDat
         windows=csv_rows(source, "results/cell_windows.csv"),
         checks=csv_rows(source, "integrity/checks.csv"),
         notes=notes,
+        env=_env_records(source, notes),
     )
+
+
+def _json_member(source: Source, name: str, notes: list[str]) -> Any:
+    if name not in source:
+        return None
+    try:
+        return json.loads(source.read(name))
+    except ValueError:
+        notes.append(f"{name} is not readable JSON: left out of the header")
+        return None
+
+
+def _env_records(source: Source, notes: list[str]) -> dict[str, Any]:
+    """run.json, env/gpu.json and the measuring processes' env/process-*.json records."""
+    processes = {}
+    for name in sorted(source.names()):
+        if name.startswith("env/process-") and name.endswith(".json"):
+            record = _json_member(source, name, notes)
+            if isinstance(record, dict):
+                processes[name.removeprefix("env/process-").removesuffix(".json")] = record
+    return {
+        "run": _json_member(source, "run.json", notes),
+        "gpu": _json_member(source, "env/gpu.json", notes),
+        "processes": processes,
+    }

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.errors import KitError
+from kit.paths import within
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +107,11 @@ class RunDir:
         root = self.path / folder
         if not root.is_dir():
             return []
-        return sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+        return sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file() and not p.is_symlink() and within(self.path, p)
+        )
 
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:

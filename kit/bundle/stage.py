@@ -20,6 +20,7 @@ from kit.bundle.archive import Source
 from kit.bundle.results import SUMMARY_COLUMNS, JournalFacts, fmt, scan_journal, summary_rows
 from kit.bundle.rundir import RunDir, iter_jsonl
 from kit.bundle.telemetry import TIMELINE_FIELDS, TelemetryJoin, join
+from kit.paths import inside
 
 
 @dataclasses.dataclass
@@ -37,6 +38,7 @@ class Staged:
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    path = inside(path.parent, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
@@ -46,6 +48,7 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]])
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path = inside(path.parent, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:

@@ -21,13 +21,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=3.0,
         help="TOST equivalence margin, percent of A's mean (default 3, as TR147)",
     )
+    parser.add_argument(
+        "--unverified",
+        action="store_true",
+        help="compare bundles that fail `kit verify` (the output says UNVERIFIED)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from kit.bundle.compare import compare, load_any, render
 
     result = compare(
-        load_any(args.a), load_any(args.b), args.margin_pct, names=(str(args.a), str(args.b))
+        load_any(args.a, args.unverified),
+        load_any(args.b, args.unverified),
+        args.margin_pct,
+        names=(str(args.a), str(args.b)),
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))

@@ -20,11 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder to write (default: RUN_DIR/report, or <bundle>-report beside the bundle)",
     )
     parser.add_argument("--no-plots", action="store_true", help="tables and CSVs only")
+    parser.add_argument(
+        "--unverified",
+        action="store_true",
+        help="render a bundle that fails `kit verify`, stamped UNVERIFIED: <reason>",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from kit.bundle.report import report_from_path
 
-    out = report_from_path(args.source, args.output, with_plots=not args.no_plots)
+    out = report_from_path(
+        args.source, args.output, with_plots=not args.no_plots, unverified=args.unverified
+    )
     print(f"report: {out / 'REPORT.md'}")
     return 0

@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="docker runner: accept images without a lock entry",
     )
+    parser.add_argument(
+        "--yes", action="store_true", help="run a selection estimated to take over 24 h"
+    )
 
 
 def _default_runner() -> str:
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             thermal_gate_c=args.thermal_gate,
             allow_unpinned=args.allow_unpinned,
             argv=tuple(sys.argv),
+            yes=args.yes,
         )
         progress = ProgressLine()  # its total comes with the run_started event
         outcome = start_run(request, controls, progress)

@@ -9,6 +9,7 @@ from typing import Any
 
 from kit.env.host import host_fingerprint, nvidia_smi_xml
 from kit.env.redact import redact, redact_text
+from kit.paths import inside
 
 
 def write_json(path: Path, record: Any) -> Path:
@@ -44,4 +45,4 @@ def write_env(run_dir: Path | str) -> dict[str, Path]:
 def write_process_env(run_dir: Path | str, group: str, ml_stack: dict[str, Any]) -> Path:
     """Write env/process-<group>.json (the ML stack a measuring process reported)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", group).strip("-") or "group"
-    return write_json(Path(run_dir) / "env" / f"process-{safe}.json", ml_stack)
+    return write_json(inside(Path(run_dir) / "env", f"process-{safe}.json"), ml_stack)

@@ -14,11 +14,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kit.matrix import validate as v
 from kit.matrix.cell import BACKENDS, CACHES, DEVICES, DTYPES, MODES, QUANTIZATIONS, Cell
 from kit.matrix.prompts import PromptBook, builtin_prompt_book
+from kit.matrix.yaml_limits import load_limited
+from kit.paths import SAFE_NAME_TEXT, is_safe_name
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 BUILTIN_MATRICES = ("tr117", "tr126", "tr147")
@@ -27,6 +27,20 @@ SCHEMA_VERSION = 1
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager", "cudagraphs")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 STATISTICS = ("mean", "median", "crash_rate", "degraded_share")
+COMPILING_BACKENDS = ("transformers-compile",)  # the backends that read a `compile:` block
+# The checks kit.harness.gates knows (tests keep the two lists equal).
+GATE_CHECKS = (
+    "cuda_available",
+    "triton_version",
+    "in_container",
+    "inductor_graph_breaks",
+    "weight_parity",
+)
+GATE_KEYS = {
+    "id": "the gate id",
+    "description": "one sentence",
+    "checks": "a list of {check: NAME, ...its options}",
+}
 
 SETTINGS = {
     "repetitions": "timed repetitions, an integer >= 1",
@@ -181,15 +195,7 @@ def _load(path_text: str) -> Matrix:
     path = Path(path_text)
     data = path.read_bytes()
     label = path.name if path.parent == BUILTIN_DIR else str(path)
-    try:
-        raw = yaml.safe_load(data)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise v.MatrixError(
-            f"{label}: not valid YAML{where}: {getattr(err, 'problem', err)}",
-            "fix the YAML syntax (indentation, quotes, colons)",
-        ) from None
+    raw = load_limited(data, label)
     problems = v.Problems(label)
     cells, published = _expand(raw, problems)
     problems.raise_if_any()
@@ -211,13 +217,9 @@ def _expand(raw: Any, p: v.Problems) -> tuple[list[Cell], list[Published]]:
     if not v.check_keys(p, "(top)", raw, TOP_KEYS, required=("schema", "id", "groups")):
         return [], []
     v.check(p, "schema", raw.get("schema"), lambda s: s == SCHEMA_VERSION, f"{SCHEMA_VERSION}")
-    v.check(
-        p,
-        "id",
-        raw.get("id"),
-        lambda s: isinstance(s, str) and s.strip() != "",
-        "a non-empty string",
-    )
+    if "id" in raw:
+        v.check(p, "id", raw["id"], is_safe_name, f"a matrix id of {SAFE_NAME_TEXT}")
+    _check_gates(raw.get("gates"), p)
     book = builtin_prompt_book().extended(raw.get("prompt_sets"), raw.get("scenarios"), p)
     defaults = dict(DEFAULTS)
     if "defaults" in raw and v.check_keys(p, "defaults", raw["defaults"], SETTINGS):
@@ -235,16 +237,25 @@ def _expand(raw: Any, p: v.Problems) -> tuple[list[Cell], list[Published]]:
         if not v.check_keys(p, path, group, GROUP_KEYS, required=("id", "backends", "models")):
             continue
         gid = group.get("id")
+        # An unsafe id is a problem (the file is refused); its group is still checked.
+        v.check(p, f"{path}.id", gid, is_safe_name, f"a group id of {SAFE_NAME_TEXT}")
         if gid in seen_groups:
             p.add(f"{path}.id", gid, "a group id not used before in this file")
         seen_groups.add(gid)
         settings = {**defaults, **{k: group[k] for k in SETTINGS if k in group}}
         path = f"groups[{i}] ({gid})"
-        cells += _expand_group(str(raw.get("id")), str(gid), group, settings, book, path, p)
+        group_cells = _expand_group(str(raw.get("id")), str(gid), group, settings, book, path, p)
+        cells += group_cells
         for j, entry in enumerate(group.get("published") or []):
             item = _published(str(gid), entry, f"{path}.published[{j}]", p)
             if item:
                 published.append(item)
+                if group_cells and not any(_matches(c, item.match) for c in group_cells):
+                    p.add(
+                        f"{path}.published[{j}].match",
+                        item.match,
+                        "fields and values that select at least one cell of the group",
+                    )
     ids = [c.id for c in cells]
     if len(set(ids)) != len(ids):
         p.add(
@@ -365,13 +376,29 @@ def _backends(
         if not v.check_keys(p, bpath, entry, BACKEND_KEYS, required=("backend",)):
             continue
         ok = v.check_choice(p, f"{bpath}.backend", entry.get("backend"), BACKENDS)
+        if "label" in entry:
+            ok &= v.check(
+                p, f"{bpath}.label", entry["label"], is_safe_name, f"a label of {SAFE_NAME_TEXT}"
+            )
         device = entry.get("device", settings["device"])
         ok &= v.check_choice(p, f"{bpath}.device", device, DEVICES)
         compile_cfg = entry.get("compile")
         if entry.get("backend") == "transformers-compile" and compile_cfg is None:
             p.add(f"{bpath}.compile", None, "compile settings for a transformers-compile backend")
             ok = False
-        if compile_cfg is not None:
+        if (
+            compile_cfg is not None
+            and entry.get("backend") in BACKENDS
+            and (entry.get("backend") not in COMPILING_BACKENDS)
+        ):
+            p.add(
+                f"{bpath}.compile",
+                compile_cfg,
+                f"no compile settings: {entry.get('backend')} does not compile "
+                f"(use backend {' or '.join(COMPILING_BACKENDS)})",
+            )
+            ok = False
+        elif compile_cfg is not None:
             ok &= _check_compile(compile_cfg, f"{bpath}.compile", p)
         if ok:
             cfg = (
@@ -527,6 +554,32 @@ def _expand_group(
                             )
                         )
     return cells
+
+
+def _matches(cell: Cell, match: dict[str, Any]) -> bool:
+    """The report's rule (kit.bundle.report_data): every `match` field equal as text."""
+    fields = cell.to_dict()
+    return all(str(fields.get(k)) == str(want) for k, want in match.items())
+
+
+def _check_gates(gates: Any, p: v.Problems) -> None:
+    if gates is None:
+        return
+    if not isinstance(gates, list):
+        p.add("gates", gates, "a list of gates {id, description, checks}")
+        return
+    for i, gate in enumerate(gates):
+        path = f"gates[{i}]"
+        if not v.check_keys(p, path, gate, GATE_KEYS, required=("id", "checks")):
+            continue
+        checks = gate["checks"]
+        if not isinstance(checks, list) or not checks:
+            p.add(f"{path}.checks", checks, "a non-empty list of {check: NAME, ...}")
+            continue
+        for j, item in enumerate(checks):
+            name = item.get("check") if isinstance(item, dict) else item
+            if name not in GATE_CHECKS:
+                p.add(f"{path}.checks[{j}].check", name, "one of " + ", ".join(GATE_CHECKS))
 
 
 def _published(gid: str, entry: Any, path: str, p: v.Problems) -> Published | None:

@@ -13,29 +13,50 @@ class MatrixError(KitError):
     pass
 
 
+MAX_LINES = 10  # problems shown in one error; the rest are counted
+
+
 class Problems:
-    """Collects validation problems for one file; `raise_if_any` turns them into one error."""
+    """Collects validation problems for one file; `raise_if_any` turns them into one error.
+
+    The file is named once, at the top; each problem is one line `path: got X; expected Y`.
+    A second problem at a path that already has one is dropped (one line per problem).
+    """
 
     def __init__(self, file: str) -> None:
         self.file = file
         self.items: list[str] = []
+        self._paths: set[str] = set()
 
     def add(self, path: str, value: Any, expected: str) -> None:
-        shown = repr(value)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        self.items.append(f"{self.file}: {path}: got {shown}; expected {expected}")
+        key = path.removeprefix("(top).")
+        if key in self._paths:
+            return
+        self._paths.add(key)
+        shown = _short_repr(value)
+        self.items.append(f"{path}: got {shown}; expected {expected}")
 
     def raise_if_any(self) -> None:
         if not self.items:
             return
         count = len(self.items)
-        title = (
-            self.items[0]
-            if count == 1
-            else f"{count} problems in {self.file}:\n  " + "\n  ".join(self.items)
-        )
+        if count == 1:
+            title = f"{self.file}: {self.items[0]}"
+        else:
+            shown = self.items[:MAX_LINES]
+            if count > MAX_LINES:
+                shown.append(f"and {count - MAX_LINES} more")
+            title = f"{count} problems in {self.file}:\n  " + "\n  ".join(shown)
         raise MatrixError(title, "fix the matrix file; `kit matrix show tr126` shows a valid one")
+
+
+def _short_repr(value: Any) -> str:
+    """repr() cut to 60 characters (values are bounded in size and depth by the loader)."""
+    try:
+        shown = repr(value)
+    except RecursionError:
+        return f"<a deeply nested {type(value).__name__}>"
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def check_keys(

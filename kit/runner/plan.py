@@ -34,6 +34,7 @@ class RunRequest:
     thermal_gate_max_wait_s: float = 120.0
     allow_unpinned: bool = False
     argv: tuple[str, ...] = ()
+    yes: bool = False  # run a selection estimated over 24 h (kit.matrix.estimate.LONG_RUN_S)
 
     def overrides(self) -> dict[str, Any]:
         fields = ("device", "repetitions", "warmup", "max_new_tokens")
@@ -62,7 +63,23 @@ def plan_cells(request: RunRequest) -> tuple[Matrix, list[Cell]]:
                 f"--{name.replace('_', '-')} {value!r} is out of range", "give a positive integer"
             )
     cells = [cell.replace(**request.overrides()) for cell in cells]
+    check_duration(cells, request.yes)
     return matrix, order_cells(cells, request.order, request.order_seed)
+
+
+def check_duration(cells: Sequence[Cell], confirmed: bool) -> float:
+    """The selection's estimated seconds; KitError above LONG_RUN_S unless `confirmed`."""
+    from kit.matrix.estimate import LONG_RUN_S, estimate_s, fmt_duration
+
+    seconds, _ = estimate_s(cells, None, None, None, {})
+    if seconds > LONG_RUN_S and not confirmed:
+        raise KitError(
+            f"the selection is estimated to take {fmt_duration(seconds)} "
+            f"({len(cells)} cells, {sum(c.repetitions + c.warmup for c in cells):,} repetitions), "
+            f"over {fmt_duration(LONG_RUN_S)}",
+            "narrow --select or lower --reps, or pass --yes to run it anyway",
+        )
+    return seconds
 
 
 def order_cells(cells: Sequence[Cell], order: str, seed: int) -> list[Cell]:

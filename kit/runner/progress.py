@@ -24,6 +24,15 @@ class ProgressLine:
         if name in ("run_started", "run_resumed"):
             self.total = int(event.get("cells", self.total))
             self.done = int(event.get("finished", self.done))
+            if event.get("estimate_s") is not None:
+                from kit.matrix.estimate import fmt_duration
+
+                self._emit(
+                    f"estimate for the run's {self.total} cells: "
+                    f"{fmt_duration(float(event['estimate_s']))} (a guess per repetition)",
+                    force=True,
+                    newline=True,
+                )
             return
         if name == "cell_started":
             self.current = str(event.get("cell"))

@@ -17,6 +17,7 @@ from typing import Any
 from kit import __version__
 from kit.errors import KitError
 from kit.matrix import Cell
+from kit.matrix.estimate import estimate_s
 from kit.runner.journal import finished_cells
 from kit.runner.plan import RunRequest, plan_cells
 from kit.runner.sweep import (
@@ -185,6 +186,7 @@ def _execute(
             "cells": len(cells),
             "finished": len(finished_cells(run_dir)),
             "kit_version": __version__,
+            "estimate_s": round(estimate_s(cells, None, None, None, {})[0], 1),
         }
     )
     sampler = None

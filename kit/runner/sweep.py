@@ -19,6 +19,7 @@ from typing import Any
 
 from kit.errors import KitError
 from kit.matrix import Cell
+from kit.paths import inside
 from kit.runner.base import GroupJob, Runner
 from kit.runner.journal import Journal, finished_cells, write_json_atomic
 from kit.runner.plan import groups_in_order, prompt_ids
@@ -128,7 +129,7 @@ class Sweep:
     def _run_group(self, group: list[Cell], inputs: dict[str, dict[str, Any]]) -> bool:
         first = group[0]
         gid = first.group_id()
-        group_dir = self.run_dir / "groups" / gid
+        group_dir = inside(self.run_dir, "groups", gid)  # ids are safe names; checked anyway
         group_dir.mkdir(parents=True, exist_ok=True)
         try:
             model_dir, model_record = self._prepare_model(first)

@@ -36,7 +36,7 @@ for arg in "$@"; do
     timeout -s TERM -k 20 "$t" python -m kit run "${resume[@]}" 2>&1 | tail -n 6
   else
     timeout -s TERM -k 20 "$t" python -m kit run --matrix "$matrix" --select "$select" \
-      --weights random --group-timeout 600 --out "$RUNS/$name" 2>&1 | tail -n 6
+      --weights random --group-timeout 600 --yes --out "$RUNS/$name" 2>&1 | tail -n 6
   fi
 done
 log "packing ${names[*]}"

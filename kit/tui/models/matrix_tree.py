@@ -6,15 +6,19 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from kit.matrix import Cell
+from kit.matrix.estimate import (  # noqa: F401 - re-exported for the screens
+    GROUP_OVERHEAD_S,
+    PER_REP_GUESS_S,
+    estimate_s,
+    fmt_duration,
+)
 
 # A guess of one repetition's seconds per mode (CPU-tiny to GPU-small models), used until a
 # past run in the results folder measured the same backend, model, mode and device.
-PER_REP_GUESS_S = {"prefill": 0.05, "kv_decode": 1.0, "e2e_kv": 1.0, "generate": 1.5}
-GROUP_OVERHEAD_S = 8.0  # process start, torch import, model load
 
 
 @dataclasses.dataclass
@@ -145,34 +149,3 @@ def past_per_rep_s(results_dir: Path) -> dict[tuple[str, str, str, str], float]:
             )
             found[key] = float(median) / 1000.0
     return found
-
-
-def estimate_s(
-    cells: Iterable[Cell],
-    device: str | None,
-    reps: int | None,
-    warmup: int | None,
-    past: dict[tuple[str, str, str, str], float],
-) -> tuple[float, int]:
-    """(estimated seconds, cells whose estimate comes from a past run)."""
-    total, from_past, groups = 0.0, 0, set()
-    for cell in cells:
-        dev = device or cell.device
-        n = (reps or cell.repetitions) + (cell.warmup if warmup is None else warmup)
-        key = (cell.backend, cell.model, cell.mode, dev)
-        if key in past:
-            per_rep, from_past = past[key], from_past + 1
-        else:
-            per_rep = PER_REP_GUESS_S.get(cell.mode, 1.0)
-        total += n * per_rep * max(1, cell.concurrency)
-        groups.add(cell.replace(device=dev).group_id())
-    return total + GROUP_OVERHEAD_S * len(groups), from_past
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"

@@ -12,6 +12,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 
 from kit.errors import KitError
 from kit.matrix import Cell, Matrix, parse_selection
+from kit.matrix.estimate import LONG_RUN_S
 from kit.runner.plan import RunRequest
 from kit.tui.models.matrix_tree import build_tree, cell_problem, estimate_s, fmt_duration
 from kit.tui.models.runs import next_run_dir
@@ -40,6 +41,7 @@ class MatricesScreen(KitScreen):
         self.device: str | None = None
         self.runner = "host"
         self._problems: dict[str, str | None] = {}
+        self._long_run_seen = False  # `g` once showed that the selection runs over 24 h
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -97,6 +99,7 @@ class MatricesScreen(KitScreen):
 
     def refresh_state(self) -> None:
         self._problems.clear()
+        self._long_run_seen = False
         if not self.matrices:
             return
         self.query_one(MatrixTree).relabel(self.selected, self.problem)
@@ -112,6 +115,8 @@ class MatricesScreen(KitScreen):
             chosen, self.device, self._int("#reps"), self._int("#warmup"), self.kit.past_per_rep_s
         )
         basis = f", {from_past} from past runs" if from_past else ""
+        if seconds > LONG_RUN_S:
+            basis += f" (over {fmt_duration(LONG_RUN_S)}: g twice to start)"
         self.query_one("#estimate", Static).update(
             f"estimate: {fmt_duration(seconds) if chosen else '--'}{basis}"
         )
@@ -203,6 +208,16 @@ class MatricesScreen(KitScreen):
                 severity="error",
             )
             return
+        # The same rule as `kit run` (kit.runner.plan.check_duration): guesses, no past runs.
+        seconds, _ = estimate_s(chosen, self.device, self._int("#reps"), self._int("#warmup"), {})
+        if seconds > LONG_RUN_S and not self._long_run_seen:
+            self._long_run_seen = True
+            self.notify(
+                f"estimated {fmt_duration(seconds)}, over {fmt_duration(LONG_RUN_S)}: "
+                "press g again to start it anyway",
+                severity="warning",
+            )
+            return
         config = self.kit.config
         request = RunRequest(
             matrix=matrices[0],
@@ -213,5 +228,6 @@ class MatricesScreen(KitScreen):
             repetitions=self._int("#reps") or None,
             warmup=self._int("#warmup"),
             argv=("kit", "tui"),
+            yes=seconds > LONG_RUN_S,
         )
         self.kit.start_run(request)
