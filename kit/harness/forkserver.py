@@ -176,9 +176,10 @@ class Server:
             os.environ.update(request["env"])
             os.chdir(request["cwd"])
             sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
-            from kit.harness.__main__ import main
+            import kit.harness.__main__ as harness
 
-            code = main(list(request["argv"]))
+            sys.argv = [harness.__file__, *request["argv"]]  # as `python -m kit.harness` sees it
+            code = harness.main(list(request["argv"]))
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
         except BaseException:
