@@ -137,3 +137,24 @@ def test_interleaved_pair_alternates_blocks_and_no_group_reads_another_cache(
             else:
                 seen_own += bool(touched)
     assert seen_own >= 1  # the audit does see cache reads (the compiled group's own)
+
+
+def test_a_refused_fork_falls_back_to_spawn_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kit.runner import forkserver
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise forkserver.ForkServerError("the fork server touched CUDA before forking")
+
+    monkeypatch.setattr(forkserver.ForkServer, "fork", refuse)
+    matrix = tmp_path / "one.yaml"
+    matrix.write_text(textwrap.dedent(ONE_CELL))
+    out = tmp_path / "run"
+    outcome = start_run(
+        RunRequest(matrix=str(matrix), out=out, weights="random", selection="prompt_index=0")
+    )
+    assert outcome.counts == {"ok": 1}
+    spawned = [e for e in _events(out) if e["event"] == "group_spawned"]
+    assert spawned[0]["runner"]["start_method"] == "spawn"
+    assert "touched CUDA" in spawned[0]["runner"]["forkserver_note"]

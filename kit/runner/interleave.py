@@ -92,7 +92,7 @@ def _start(sweep: Any, group: list[Cell], inputs: dict[str, Any]) -> Member | No
         compile_cache_dir=cache_dir,
         backend=first.backend,
         device=first.device,
-        gpu_index=sweep.settings.get("gpu_index", 0) if first.device == "cuda" else None,
+        gpu_index=sweep.gpu_for(first),
         timeout_s=float(sweep.settings.get("group_timeout_s", 1800.0)),
         harness_args=("--block-reps", str(int(sweep.settings.get("block_reps") or 5))),
         interactive=True,

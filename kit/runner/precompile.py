@@ -90,7 +90,7 @@ def _one(
         compile_cache_dir=cache_dir,
         backend=group[0].backend,
         device=group[0].device,
-        gpu_index=sweep.settings.get("gpu_index", 0) if group[0].device == "cuda" else None,
+        gpu_index=sweep.gpu_for(group[0]),
         timeout_s=float(sweep.settings.get("group_timeout_s", 1800.0)),
         harness_args=("--precompile",),
     )

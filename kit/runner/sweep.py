@@ -162,6 +162,11 @@ class Sweep:
             spec["precompile"] = precompiled
         return spec
 
+    def gpu_for(self, cell: Cell) -> int | None:
+        """Which GPU a group (its precompile, its measuring processes) runs on: the one
+        place a per-GPU scheduler decides it."""
+        return int(self.settings.get("gpu_index", 0)) if cell.device == "cuda" else None
+
     def fresh_cache(self, group_dir: Path, attempt: int) -> Path:
         """compile-cache-<attempt>: fresh, except attempt 1 of a precompiled group (its own
         precompile wrote it, for this group only)."""
@@ -221,7 +226,7 @@ class Sweep:
                 compile_cache_dir=cache_dir,
                 backend=first.backend,
                 device=first.device,
-                gpu_index=self.settings.get("gpu_index", 0) if first.device == "cuda" else None,
+                gpu_index=self.gpu_for(first),
                 timeout_s=float(self.settings.get("group_timeout_s", 1800.0)),
             )
             finished_now, inflight = self._run_process(
