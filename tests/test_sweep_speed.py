@@ -158,3 +158,18 @@ def test_a_refused_fork_falls_back_to_spawn_and_says_why(
     spawned = [e for e in _events(out) if e["event"] == "group_spawned"]
     assert spawned[0]["runner"]["start_method"] == "spawn"
     assert "touched CUDA" in spawned[0]["runner"]["forkserver_note"]
+
+
+def test_bad_interleave_requests_get_one_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kit.cli import main
+
+    matrix = tmp_path / "one.yaml"
+    matrix.write_text(textwrap.dedent(ONE_CELL))
+    base = ["run", "--matrix", str(matrix), "--order", "interleaved"]
+    assert main([*base, "--runner", "docker", "--out", str(tmp_path / "a")]) == 1
+    assert "needs the host runner" in capsys.readouterr().err
+    assert main([*base, "--block-reps", "0", "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "--block-reps 0 is out of range" in err and "Traceback" not in err

@@ -155,7 +155,10 @@ class Server:
             os.close(fd)
         self.forks += 1
         self.children[pid] = conn
-        conn.send(json.dumps({"pid": pid, "threads_at_fork": os_threads()}).encode())
+        try:
+            conn.send(json.dumps({"pid": pid, "threads_at_fork": os_threads()}).encode())
+        except OSError:  # the kit went away: its child follows (broken pipes, stdin EOF)
+            pass
 
     def _child(self, request: dict[str, Any], fds: list[int]) -> None:
         code = 1

@@ -126,7 +126,12 @@ class ForkedProcess:
         finally:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
-        reply = json.loads(self._conn.recv(1 << 16) or b"{}")
+        self._conn.settimeout(READY_TIMEOUT_S)  # the fork itself takes milliseconds
+        try:
+            reply = json.loads(self._conn.recv(1 << 16) or b"{}")
+        except (OSError, json.JSONDecodeError) as err:
+            reply = {"error": f"no answer from the fork server: {err}"}
+        self._conn.settimeout(None)
         if "pid" not in reply:
             for fd in (out_r, err_r, in_w):
                 os.close(fd)

@@ -89,6 +89,13 @@ def start_run(
             f"{out} already holds a run",
             f"resume it with `kit run --resume {out}`, or choose another --out",
         )
+    if request.order == "interleaved" and request.runner != "host":
+        raise KitError(
+            "--order interleaved needs the host runner",
+            "use --runner host, or --order listed/shuffled with the docker runner",
+        )
+    if request.block_reps < 1:
+        raise KitError(f"--block-reps {request.block_reps} is out of range", "give 1 or more")
     detection = _check_devices(cells)
     runner = make_runner(request.runner, request)
     out.mkdir(parents=True, exist_ok=True)

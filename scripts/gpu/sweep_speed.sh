@@ -15,18 +15,22 @@ WORK=/tmp/kit-sweep-speed-work
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
 T0=$(date +%s)
 log() { echo "== $(date +%T) (+$(( $(date +%s) - T0 ))s) $*"; }
-SEL='group=phase2-dynamic,model=gpt2-25m|gpt2-50m|gpt2-100m'
+SEL=${SEL:-'group=phase2-dynamic,model=gpt2-25m|gpt2-50m|gpt2-100m'}
+# A CPU dry run of the script's mechanics: DEVICE=cpu SEL='...' EXTRA='--reps 3'
+DEVICE=${DEVICE:-cuda}
+EXTRA=${EXTRA:-}
+WALL_DEVICE=""; [ "$DEVICE" = cpu ] && WALL_DEVICE="--device cpu"
 
 {
 log "environment"
-python -c "import sys, torch, transformers; print(sys.version.split()[0], torch.__version__, transformers.__version__, torch.cuda.get_device_name(0))"
+python -c "import sys, torch, transformers; print(sys.version.split()[0], torch.__version__, transformers.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no cuda')"
 nproc
 log "prepare the three models (random weights, cached for every run below)"
 timeout 120 python -m kit models prepare gpt2-25m gpt2-50m gpt2-100m --weights random | tail -n 3
 
 log "sweep wall: loop, kit, loop, kit ($SEL)"
 timeout 460 python scripts/bench/sweep_wall.py --matrix tr126 --select "$SEL" --weights random \
-  --sequence loop,kit,loop,kit --deadline-s 440 --out "$WORK/wall"
+  --sequence loop,kit,loop,kit --deadline-s 440 --out "$WORK/wall" $WALL_DEVICE $EXTRA
 log "sweep wall exit $?"
 for d in "$WORK"/wall/kit-*; do
   [ -d "$d" ] || continue
@@ -39,13 +43,13 @@ done
 REMAIN=$(( 555 - ($(date +%s) - T0) ))
 log "compiled overhead bench (prefill 1..64 tokens), ${REMAIN}s left"
 if [ "$REMAIN" -gt 60 ]; then
-  timeout $(( REMAIN - 35 )) python scripts/bench/overhead.py --model gpt2-25m --device cuda \
+  timeout $(( REMAIN - 35 )) python scripts/bench/overhead.py --model gpt2-25m --device "$DEVICE" \
     --backend compiled --token-lens 1,4,16,64 --rounds 10 --chunk 20
 fi
 REMAIN=$(( 555 - ($(date +%s) - T0) ))
 log "compiled kv_decode per-token steps, ${REMAIN}s left"
 if [ "$REMAIN" -gt 30 ]; then
-  timeout $(( REMAIN - 10 )) python scripts/bench/overhead.py --model gpt2-25m --device cuda \
+  timeout $(( REMAIN - 10 )) python scripts/bench/overhead.py --model gpt2-25m --device "$DEVICE" \
     --backend compiled --mode kv_decode --new-tokens 16 --token-lens 16 --rounds 8 --chunk 10
 fi
 log "done"
