@@ -125,6 +125,8 @@ def _run_set(sweep: Any, groups: list[list[Cell]], inputs: dict[str, Any]) -> li
             skipped.extend(group)  # the serial path reports "model not prepared"
         else:
             members.append(member)
+    if not members:
+        return skipped
     sweep.record(
         {
             "event": "interleave_started",

@@ -40,20 +40,20 @@ for d in "$WORK"/wall/kit-*; do
   grep -h '"event":"phase"' "$d/journal.jsonl" | grep -o '"phase":"\(load\|compile\)","cell":[^,]*,"t0_ns":[0-9]*,"t1_ns":[0-9]*,"ms":[0-9.]*' | sed 's/"t0_ns":[0-9]*,"t1_ns":[0-9]*,//' | head -n 20
 done
 
-REMAIN=$(( 555 - ($(date +%s) - T0) ))
+REMAIN=$(( 545 - ($(date +%s) - T0) ))
 log "compiled overhead bench (prefill 1..64 tokens), ${REMAIN}s left"
 if [ "$REMAIN" -gt 60 ]; then
   timeout $(( REMAIN - 35 )) python scripts/bench/overhead.py --model gpt2-25m --device "$DEVICE" \
     --backend compiled --token-lens 1,4,16,64 --rounds 10 --chunk 20
 fi
-REMAIN=$(( 555 - ($(date +%s) - T0) ))
+REMAIN=$(( 545 - ($(date +%s) - T0) ))
 log "compiled kv_decode per-token steps, ${REMAIN}s left"
 if [ "$REMAIN" -gt 30 ]; then
   timeout $(( REMAIN - 10 )) python scripts/bench/overhead.py --model gpt2-25m --device "$DEVICE" \
     --backend compiled --mode kv_decode --new-tokens 16 --token-lens 16 --rounds 8 --chunk 10
 fi
 log "done"
-} 2>&1 | tee "$WORK/sweep_speed.log" | grep -v "Loading weights" > "$OUT/summary.txt"
+} 2>&1 | tee "$WORK/sweep_speed.log" | grep --line-buffered -v "Loading weights" > "$OUT/summary.txt"
 
 cd "$WORK" && tar --exclude='compile-cache-*' --exclude='input-*.json' \
   --exclude='forkserver-cache-never-used' -czf "$OUT/sweep_speed.tar.gz" . 2>/dev/null
