@@ -32,7 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reps", type=int, help="override the timed repetitions")
     parser.add_argument("--warmup", type=int, help="override the warmup repetitions")
     parser.add_argument("--max-new-tokens", type=int, help="override the forced output length")
-    parser.add_argument("--order", choices=("listed", "shuffled"), default="listed")
+    parser.add_argument(
+        "--order",
+        choices=("listed", "shuffled", "interleaved"),
+        default="listed",
+        help="interleaved: a comparison's groups alternate in short blocks of repetitions",
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed of --order shuffled")
     parser.add_argument("--weights", choices=("auto", "hub", "random"), default="auto")
     parser.add_argument(
@@ -49,6 +54,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="CELSIUS",
         help="before the sweep, wait until the GPU is at or below this temperature",
+    )
+    parser.add_argument(
+        "--start",
+        choices=("forkserver", "spawn"),
+        default=None,
+        help="host runner: fork group processes from a warm server (default on Linux) or spawn",
+    )
+    parser.add_argument(
+        "--no-precompile",
+        action="store_true",
+        help="compile each compiled group in its measuring process only (no parallel phase)",
+    )
+    parser.add_argument(
+        "--block-reps", type=int, default=5, help="--order interleaved: repetitions per block"
     )
     parser.add_argument(
         "--allow-unpinned",
@@ -120,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
             allow_unpinned=args.allow_unpinned,
             argv=tuple(sys.argv),
             yes=args.yes,
+            start_method=args.start,
+            precompile=not args.no_precompile,
+            block_reps=args.block_reps,
         )
         progress = ProgressLine()  # its total comes with the run_started event
         outcome = start_run(request, controls, progress)

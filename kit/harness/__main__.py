@@ -14,7 +14,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--input", required=True, type=Path, help="harness input JSON (docs/FORMATS.md)"
     )
+    parser.add_argument(
+        "--precompile",
+        action="store_true",
+        help="compile the group's shapes into its cache and exit (kit.harness.precompile)",
+    )
+    parser.add_argument(
+        "--block-reps",
+        type=int,
+        default=0,
+        help="interleaved order: pause after every N timed repetitions until stdin says go",
+    )
     args = parser.parse_args(argv)
+    _audit_opens()
     from kit.harness.events import Emitter
 
     out = Emitter.take_stdout()
@@ -29,14 +41,48 @@ def main(argv: list[str] | None = None) -> int:
         k: first.get(k)
         for k in ("matrix", "group", "backend", "device", "model", "dtype", "compile", "cache")
     }
-    out.emit("group_started", group=group, pid=os.getpid(), ml_stack=_ml_stack(first["backend"]))
     from kit.harness.backends import backend_class
+
+    if args.precompile:
+        from kit.harness.precompile import cache_dirs, precompile_group
+
+        out.emit("precompile_started", group=group, pid=os.getpid(), cache_dirs=cache_dirs())
+        cls, _ = backend_class(first["backend"])
+        code = precompile_group(cls, spec, out)
+        out.emit("precompile_finished", group=group, exit_code=code)
+        return code
+    out.emit("group_started", group=group, pid=os.getpid(), ml_stack=_ml_stack(first["backend"]))
     from kit.harness.group import run_group
 
+    if args.block_reps > 0:
+        from kit.harness.blocks import install_blocks
+
+        out = install_blocks(out, spec, args.block_reps)
     cls, reason = backend_class(first["backend"])
     code = run_group(cls, reason, spec, out)
     out.emit("group_finished", group=group, exit_code=code)
     return code
+
+
+def _audit_opens() -> None:
+    """With $KIT_AUDIT_OPENS=DIR, log every file and directory this process opens or lists
+    (Python audit events) to DIR/<pid>.log: the test that no group reads another group's
+    compiler cache reads these logs."""
+    folder = os.environ.get("KIT_AUDIT_OPENS")
+    if not folder:
+        return
+    log = open(Path(folder) / f"{os.getpid()}.log", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+
+    def hook(event: str, args: tuple[object, ...]) -> None:
+        if event in ("open", "os.listdir", "os.scandir") and args:
+            path = args[0]
+            if isinstance(path, (str, bytes, os.PathLike)):
+                try:
+                    log.write(os.path.abspath(os.fsdecode(path)) + "\n")
+                except (OSError, ValueError, TypeError):
+                    pass
+
+    sys.addaudithook(hook)
 
 
 def _ml_stack(backend: str) -> dict[str, object]:

@@ -30,6 +30,8 @@ class GroupJob:
     gpu_index: int | None  # which GPU, when device is cuda
     timeout_s: float  # the whole group's wall-clock limit
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    harness_args: tuple[str, ...] = ()  # extra `python -m kit.harness` arguments
+    interactive: bool = False  # stdin is a pipe the runner writes commands to (blocks)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ class RunRequest:
     repetitions: int | None = None
     warmup: int | None = None
     max_new_tokens: int | None = None
-    order: str = "listed"  # listed | shuffled
+    order: str = "listed"  # listed | shuffled | interleaved
     order_seed: int = 42
     weights: str = "auto"  # auto | hub | random
     group_timeout_s: float = 1800.0
@@ -35,6 +35,9 @@ class RunRequest:
     allow_unpinned: bool = False
     argv: tuple[str, ...] = ()
     yes: bool = False  # run a selection estimated over 24 h (kit.matrix.estimate.LONG_RUN_S)
+    start_method: str | None = None  # host runner: forkserver | spawn (None: its default)
+    precompile: bool = True  # compile compiled groups' shapes ahead, in parallel
+    block_reps: int = 5  # --order interleaved: timed repetitions per block
 
     def overrides(self) -> dict[str, Any]:
         fields = ("device", "repetitions", "warmup", "max_new_tokens")
@@ -84,11 +87,11 @@ def check_duration(cells: Sequence[Cell], confirmed: bool) -> float:
 
 def order_cells(cells: Sequence[Cell], order: str, seed: int) -> list[Cell]:
     """Listed order, or a seeded shuffle of the cells (and hence of the groups' order)."""
-    if order == "listed":
+    if order in ("listed", "interleaved"):  # interleaved: the sweep alternates blocks
         return list(cells)
     if order != "shuffled":
         raise KitError(
-            f"--order {order!r} is not an order", "use --order listed or --order shuffled"
+            f"--order {order!r} is not an order", "use --order listed, shuffled or interleaved"
         )
     shuffled = list(cells)
     random.Random(seed).shuffle(shuffled)

@@ -52,7 +52,7 @@ def make_runner(name: str, request: RunRequest | None = None) -> Any:
     if name == "host":
         from kit.runner.host import HostRunner
 
-        return HostRunner()
+        return HostRunner(start_method=request.start_method if request else None)
     if name == "docker":
         try:
             from kit.runner.docker import DockerRunner
@@ -89,6 +89,13 @@ def start_run(
             f"{out} already holds a run",
             f"resume it with `kit run --resume {out}`, or choose another --out",
         )
+    if request.order == "interleaved" and request.runner != "host":
+        raise KitError(
+            "--order interleaved needs the host runner",
+            "use --runner host, or --order listed/shuffled with the docker runner",
+        )
+    if request.block_reps < 1:
+        raise KitError(f"--block-reps {request.block_reps} is out of range", "give 1 or more")
     detection = _check_devices(cells)
     runner = make_runner(request.runner, request)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +140,10 @@ def resume_run(
     header, cells = load_run(run_dir)
     settings = dict(header.get("settings") or {})
     _check_devices([c for c in cells])
-    runner = make_runner(header.get("runner", "host"))
+    runner = make_runner(
+        header.get("runner", "host"),
+        RunRequest(matrix="", out=run_dir, start_method=settings.get("start_method")),
+    )
     return _execute(run_dir, cells, settings, runner, controls, on_event, resumed=True)
 
 
@@ -178,6 +188,10 @@ def _execute(
 ) -> RunOutcome:
     controls = controls or Controls()
     runner.preflight([])
+    if hasattr(runner, "warm_up"):
+        runner.warm_up(
+            run_dir, {c.backend for c in cells}
+        )  # the fork server imports torch while models are prepared
     sweep = Sweep(run_dir, cells, runner, settings, controls, on_event)
     started = time.monotonic()
     sweep.record(
@@ -234,6 +248,8 @@ def _execute(
             }
         )
         sweep.close()
+        if hasattr(runner, "close"):
+            runner.close()
         _post_process(run_dir, any(c.device == "cuda" for c in cells))
     return outcome
 

@@ -73,12 +73,15 @@ class Sweep:
         self.on_event = on_event or (lambda _e: None)
         self.journal = Journal(run_dir / "journal.jsonl")
         self.measured_ns = 0
+        self.precompiled: dict[str, dict[str, Any]] = {}  # group id -> precompile record
+        self._record_lock = threading.Lock()
         self._cells_file = open(run_dir / "cells.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 
     # -- journal helpers --------------------------------------------------------------------
     def record(self, event: dict[str, Any]) -> None:
-        self.journal.append(event)
-        self.on_event(event)
+        with self._record_lock:  # precompile readers journal from their own threads
+            self.journal.append(event)
+            self.on_event(event)
 
     def finish_cell(
         self, cell_id: str, status: str, reasons: list[str], attempt: int, **extra: Any
@@ -105,7 +108,16 @@ class Sweep:
                         "message": f"token ids are approximate ({info['source']}): token counts may differ from the model's tokenizer",
                     }
                 )
-        for group in groups_in_order(todo):
+        groups = groups_in_order(todo)
+        if self.settings.get("precompile", True):
+            from kit.runner.precompile import precompile_groups
+
+            self.precompiled = precompile_groups(self, groups, inputs)
+        if self.settings.get("order") == "interleaved":
+            from kit.runner.interleave import run_interleaved
+
+            return run_interleaved(self, groups, inputs)
+        for group in groups:
             if self.controls.stopping:
                 return False
             if not self._run_group(group, inputs):
@@ -126,7 +138,49 @@ class Sweep:
         prepared = prepare(cell.model, self.settings.get("weights", "auto"), seed=cell.seed)
         return prepared.path, prepared.to_dict()
 
-    def _run_group(self, group: list[Cell], inputs: dict[str, dict[str, Any]]) -> bool:
+    def group_spec(
+        self,
+        cells: list[Cell],
+        model_dir: Path,
+        model_record: dict[str, Any],
+        cache_dir: Path,
+        inputs: dict[str, dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The harness input of one group process (docs/FORMATS.md)."""
+        spec = {
+            "schema": 1,
+            "cells": [c.to_dict() for c in cells],
+            "model_dir": str(model_dir),
+            "compile_cache_dir": str(cache_dir),
+            "weights": model_record.get("weights"),
+            "prompts": {c.id: inputs[c.id]["ids"] for c in cells},
+            "texts": {c.id: inputs[c.id].get("texts", []) for c in cells},
+            "group_timeout_s": self.settings.get("group_timeout_s", 1800.0),
+        }
+        precompiled = self.precompiled.get(cells[0].group_id())
+        if precompiled and cache_dir.name == "compile-cache-1":
+            spec["precompile"] = precompiled
+        return spec
+
+    def gpu_for(self, cell: Cell) -> int | None:
+        """Which GPU a group (its precompile, its measuring processes) runs on: the one
+        place a per-GPU scheduler decides it."""
+        return int(self.settings.get("gpu_index", 0)) if cell.device == "cuda" else None
+
+    def fresh_cache(self, group_dir: Path, attempt: int) -> Path:
+        """compile-cache-<attempt>: fresh, except attempt 1 of a precompiled group (its own
+        precompile wrote it, for this group only)."""
+        cache_dir = group_dir / f"compile-cache-{attempt}"
+        if attempt == 1 and group_dir.name in self.precompiled:
+            return cache_dir
+        if cache_dir.exists():
+            shutil.rmtree(cache_dir)
+        cache_dir.mkdir(parents=True)
+        return cache_dir
+
+    def _run_group(
+        self, group: list[Cell], inputs: dict[str, dict[str, Any]], first_attempt: int = 1
+    ) -> bool:
         first = group[0]
         gid = first.group_id()
         group_dir = inside(self.run_dir, "groups", gid)  # ids are safe names; checked anyway
@@ -157,24 +211,12 @@ class Sweep:
             return True
         self.record({"event": "model_prepared", "group_id": gid, "model": model_record})
         remaining = list(group)
-        attempt = 0
+        attempt = first_attempt - 1
         while remaining:
             attempt += 1
-            cache_dir = group_dir / f"compile-cache-{attempt}"
-            if cache_dir.exists():
-                shutil.rmtree(cache_dir)
-            cache_dir.mkdir(parents=True)
+            cache_dir = self.fresh_cache(group_dir, attempt)
             input_path = group_dir / f"input-{attempt}.json"
-            spec = {
-                "schema": 1,
-                "cells": [c.to_dict() for c in remaining],
-                "model_dir": str(model_dir),
-                "compile_cache_dir": str(cache_dir),
-                "weights": model_record.get("weights"),
-                "prompts": {c.id: inputs[c.id]["ids"] for c in remaining},
-                "texts": {c.id: inputs[c.id].get("texts", []) for c in remaining},
-                "group_timeout_s": self.settings.get("group_timeout_s", 1800.0),
-            }
+            spec = self.group_spec(remaining, model_dir, model_record, cache_dir, inputs)
             input_path.write_text(json.dumps(spec))
             job = GroupJob(
                 group_id=gid,
@@ -184,7 +226,7 @@ class Sweep:
                 compile_cache_dir=cache_dir,
                 backend=first.backend,
                 device=first.device,
-                gpu_index=self.settings.get("gpu_index", 0) if first.device == "cuda" else None,
+                gpu_index=self.gpu_for(first),
                 timeout_s=float(self.settings.get("group_timeout_s", 1800.0)),
             )
             finished_now, inflight = self._run_process(
@@ -220,6 +262,7 @@ class Sweep:
     def _run_process(
         self, job: GroupJob, attempt: int, n_cells: int, inputs: dict[str, dict[str, Any]]
     ) -> tuple[set[str], str | None]:
+        spawn_ns = time.monotonic_ns()
         proc = self.runner.start(job)
         self.record(
             {
@@ -252,6 +295,8 @@ class Sweep:
                 event = _parse(line)
                 event["attempt"] = attempt
                 name = event.get("event")
+                if name == "group_started":
+                    _mark_startup(event, spawn_ns, proc)
                 if name == "group_started" and isinstance(event.get("ml_stack"), dict):
                     self._write_process_env(job.group_id, attempt, event["ml_stack"])
                 elif name == "cell_started":
@@ -322,6 +367,16 @@ class Sweep:
     def close(self) -> None:
         self.journal.close()
         self._cells_file.close()
+
+
+def _mark_startup(event: dict[str, Any], spawn_ns: int, proc: Any) -> None:
+    """Start-up cost of a group process: from the runner's start request to the harness's
+    first event (both stamped with time.monotonic_ns(), one clock on one kernel)."""
+    requested = getattr(proc, "requested_ns", None)
+    start_ns = requested if isinstance(requested, int) else spawn_ns
+    if isinstance(event.get("t_ns"), int):
+        event["startup_ms"] = round((event["t_ns"] - start_ns) / 1e6, 1)
+    event["start_method"] = getattr(proc, "start_method", "container")
 
 
 def _parse(line: str) -> dict[str, Any]:

@@ -8,6 +8,14 @@ ratio of the medians of chunk medians is the kit's overhead (target <= 1.03); al
 short chunks keeps a noisy VM's drift out of the comparison.
 
     python scripts/bench/overhead.py --model gpt2-25m --device cpu --rounds 20 --chunk 15
+
+The compiled path (`--backend compiled`: torch.compile, Inductor, reduce-overhead, dynamic,
+as TR126 phase 2 dynamic) and the decode path (`--mode kv_decode`: the bare side is a plain
+HF loop of one-token forwards with the KV cache, per-token step = call / new tokens) take
+several prompt lengths at once (`--token-lens 1,4,16,64`), one table row each:
+
+    python scripts/bench/overhead.py --backend compiled --token-lens 1,4,16,64 --device cuda
+    python scripts/bench/overhead.py --backend compiled --mode kv_decode --new-tokens 16
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -33,7 +42,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--chunk", type=int, default=15, help="repetitions per chunk")
     parser.add_argument("--token-len", type=int, default=32)
+    parser.add_argument("--token-lens", default=None, help="comma list: one row per length")
+    parser.add_argument("--backend", default="eager", choices=("eager", "compiled"))
+    parser.add_argument("--mode", default="prefill", choices=("prefill", "kv_decode"))
+    parser.add_argument("--new-tokens", type=int, default=16, help="kv_decode steps")
     args = parser.parse_args()
+    if args.backend != "eager" or args.mode != "prefill" or args.token_lens:
+        return run_table(args)
     from kit.harness.backends.transformers_backend import TransformersBackend
     from kit.harness.events import Emitter
     from kit.matrix import load_matrix, parse_selection, select_cells
@@ -116,6 +131,146 @@ def main() -> int:
         f"ratio kit/bare {km / bm:.4f} (per-round ratios p10 {q(ratios, 0.1):.3f}, p50 {q(ratios, 0.5):.3f}, "
         f"p90 {q(ratios, 0.9):.3f}); target <= 1.03"
     )
+    return 0
+
+
+COMPILED = {"backend": "inductor", "mode": "reduce-overhead", "fullgraph": False, "dynamic": True}
+
+
+def run_table(args: argparse.Namespace) -> int:
+    """kit/bare per prompt length, for the eager or compiled backend, prefill or kv_decode.
+
+    The timed region on the kit side is exactly the harness's (backend.call -> Timer.measure,
+    the sample event serialised after it); the bare side times only the forwards (and, for
+    decode, the argmax that picks the next token), synchronized, with perf_counter."""
+    from kit.harness.backends.transformers_backend import TransformersBackend
+    from kit.harness.events import Emitter
+    from kit.matrix import load_matrix, parse_selection, select_cells
+    from kit.models.prepare import prepare
+    from kit.models.tokenizer import exact_length_ids
+
+    lengths = [int(x) for x in (args.token_lens or str(args.token_len)).split(",")]
+    base = select_cells(
+        load_matrix("tr147").cells,
+        parse_selection("group=v1-prefill,backend=transformers-eager"),
+    )[0].replace(model=args.model)
+    compiled = args.backend == "compiled"
+    cells = [
+        base.replace(
+            device=args.device,
+            dtype="fp32",
+            token_len=n,
+            mode=args.mode,
+            max_new_tokens=args.new_tokens,
+            backend="transformers-compile" if compiled else "transformers-eager",
+            compile=dict(COMPILED) if compiled else None,
+        )
+        for n in lengths
+    ]
+    spec = {
+        "cells": [c.to_dict() for c in cells],
+        "model_dir": str(prepare(args.model, "random").path),
+        "compile_cache_dir": tempfile.mkdtemp(),
+    }
+    backend = TransformersBackend(spec)
+    backend.load()
+    torch, model, timer = backend.torch, backend.model, backend.timer
+    sink = Emitter(io.StringIO())
+    steps = args.new_tokens if args.mode == "kv_decode" else 1
+    print(
+        f"model {args.model}, {args.backend} ({'torch.compile ' + str(COMPILED) if compiled else 'eager'}), "
+        f"device {args.device}, mode {args.mode}"
+        + (f" ({steps} steps; per-token = call / {steps})" if steps > 1 else "")
+        + f", {args.rounds} rounds x {args.chunk} reps per chunk, alternating kit/bare"
+    )
+    print(
+        "| tokens | kit ms | bare ms | kit/bare | per-round p10 | p50 | p90 |"
+        + (" kit ms/token |" if steps > 1 else "")
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if steps > 1 else ""))
+
+    def measure_length(n: int, cell: Any) -> None:
+        cell_dict = cell.to_dict()
+        ids = [exact_length_ids(args.model, n)]
+        input_ids = torch.tensor(ids, device=args.device)
+        mask = torch.ones_like(input_ids)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+
+        def kit_chunk() -> float:
+            lat = []
+            for rep in range(args.chunk):
+                call = backend.call(cell_dict, ids, rep)
+                timed = timer.measure(call.run, call.setup())
+                sink.emit(
+                    "sample",
+                    cell=cell_dict["id"],
+                    phase=args.mode,
+                    rep=rep,
+                    warmup=False,
+                    latency_ms=timed.latency_ms,
+                    cuda_event_ms=timed.cuda_event_ms,
+                    tokens_in=n,
+                    tokens_out=min(call.count(timed.result)),
+                    t0_ns=timed.t0_ns,
+                    t1_ns=timed.t1_ns,
+                    status="ok",
+                    flags=[],
+                )
+                lat.append(timed.latency_ms)
+            return statistics.median(lat)
+
+        def forward(**kw: object) -> object:
+            return model(use_cache=True, **kw)
+
+        def bare_chunk() -> float:
+            lat = []
+            for _ in range(args.chunk):
+                if steps == 1:
+                    timer.sync()
+                    t0 = time.perf_counter_ns()
+                    forward(input_ids=input_ids, attention_mask=mask, position_ids=positions)
+                    timer.sync()
+                else:
+                    out = forward(input_ids=input_ids, attention_mask=mask, position_ids=positions)
+                    past = out.past_key_values
+                    token = out.logits[:, -1, :].argmax(dim=-1, keepdim=True)
+                    step_mask = mask
+                    timer.sync()
+                    t0 = time.perf_counter_ns()
+                    for i in range(steps):
+                        step_mask = torch.cat([step_mask, step_mask.new_ones((1, 1))], dim=-1)
+                        out = forward(
+                            input_ids=token,
+                            past_key_values=past,
+                            attention_mask=step_mask,
+                            position_ids=positions[:, -1:] + 1 + i,
+                        )
+                        past = out.past_key_values
+                        token = out.logits[:, -1, :].argmax(dim=-1, keepdim=True)
+                    timer.sync()
+                lat.append((time.perf_counter_ns() - t0) / 1e6)
+            return statistics.median(lat)
+
+        for _ in range(3):  # warm both paths (compiles and records the graphs on the first)
+            kit_chunk()
+            bare_chunk()
+        kit_m, bare_m = [], []
+        for _ in range(args.rounds):
+            kit_m.append(kit_chunk())
+            bare_m.append(bare_chunk())
+        km, bm = statistics.median(kit_m), statistics.median(bare_m)
+        ratios = sorted(k / b for k, b in zip(kit_m, bare_m, strict=True))
+        q = lambda xs, f: xs[min(len(xs) - 1, int(f * len(xs)))]  # noqa: E731
+        print(
+            f"| {n} | {km:.4f} | {bm:.4f} | {km / bm:.4f} | {q(ratios, 0.1):.3f} | "
+            f"{q(ratios, 0.5):.3f} | {q(ratios, 0.9):.3f} |"
+            + (f" {km / steps:.4f} |" if steps > 1 else ""),
+            flush=True,
+        )
+
+    for n, cell in zip(lengths, cells, strict=True):
+        measure_length(n, cell)
+    print("target: kit/bare <= 1.03")
     return 0
 
 

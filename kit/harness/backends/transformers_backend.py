@@ -135,6 +135,9 @@ class TransformersBackend:
             "unique_graphs": int(counters["stats"]["unique_graphs"]),
             "graph_breaks": int(sum(breaks.values())),
             "graph_break_reasons": {str(k)[:200]: int(v) for k, v in list(breaks.items())[:5]},
+            # Hits: this process found its graphs in the group's own (precompiled) cache.
+            "fxgraph_cache_hit": int(counters["inductor"]["fxgraph_cache_hit"]),
+            "fxgraph_cache_miss": int(counters["inductor"]["fxgraph_cache_miss"]),
         }
 
     def _inputs(self, prompt_ids: list[list[int]], pad_to: int | None) -> tuple[Any, Any, Any]:
@@ -272,6 +275,9 @@ class TransformersBackend:
             "group_counters": after,
             "inductor_artifacts": kernels,
         }
+        if self.spec.get("precompile"):
+            # Compiled ahead by this group's own precompile process, into this same cache.
+            evidence["precompile"] = self.spec["precompile"]
         if cfg.get("backend", "inductor") != "inductor":
             reasons.append(
                 f"compile backend is {cfg.get('backend')}, not Inductor: the 'compile' label would be fake"

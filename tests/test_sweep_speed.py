@@ -1,0 +1,175 @@
+"""Fork server, parallel precompile and --order interleaved, on real CPU sweeps."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import textwrap
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kit.runner.journal import read_jsonl
+from kit.runner.plan import RunRequest
+from kit.runner.service import start_run
+
+pytestmark = pytest.mark.slow
+
+ONE_CELL = """
+schema: 1
+id: one
+defaults: {device: cpu, repetitions: 2, warmup: 0, max_new_tokens: 2, seed: 42}
+groups:
+  - id: eager
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill]
+"""
+
+PAIR = """
+schema: 1
+id: pair
+defaults: {device: cpu, repetitions: 6, warmup: 1, max_new_tokens: 2, seed: 42}
+groups:
+  - id: cmp
+    backends:
+      - {backend: transformers-eager, label: eager}
+      - {backend: transformers-compile, label: compiled, compile: {backend: inductor, mode: default}}
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill, kv_decode]
+"""
+
+
+def _events(run_dir: Path) -> list[dict[str, Any]]:
+    return list(read_jsonl(run_dir / "journal.jsonl"))
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_both_start_methods_run_a_group_and_journal_its_startup(
+    tmp_path: Path, method: str
+) -> None:
+    matrix = tmp_path / "one.yaml"
+    matrix.write_text(textwrap.dedent(ONE_CELL))
+    out = tmp_path / "run"
+    outcome = start_run(
+        RunRequest(
+            matrix=str(matrix),
+            out=out,
+            weights="random",
+            start_method=method,
+            selection="prompt_index=0",
+        )
+    )
+    assert outcome.counts == {"ok": 1}
+    evs = _events(out)
+    spawned = [e for e in evs if e["event"] == "group_spawned"]
+    started = [e for e in evs if e["event"] == "group_started"]
+    assert [e["runner"]["start_method"] for e in spawned] == [method]
+    assert started[0]["start_method"] == method and started[0]["startup_ms"] > 0
+    if method == "forkserver":
+        server = spawned[0]["runner"]["forkserver"]
+        assert server["pid"] != started[0]["pid"]  # a fresh child, not the server itself
+        # the server's own cache dirs were never written: children use their group's only
+        assert not [p for p in (out / "forkserver-cache-never-used").rglob("*") if p.is_file()]
+
+
+def test_interleaved_pair_alternates_blocks_and_no_group_reads_another_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    monkeypatch.setenv("KIT_AUDIT_OPENS", str(audit))
+    matrix = tmp_path / "pair.yaml"
+    matrix.write_text(textwrap.dedent(PAIR))
+    out = tmp_path / "run"
+    outcome = start_run(
+        RunRequest(
+            matrix=str(matrix),
+            out=out,
+            weights="random",
+            order="interleaved",
+            block_reps=3,
+            selection="prompt_index=0",
+        )
+    )
+    assert outcome.counts == {"ok": 4}, outcome.counts
+    evs = _events(out)
+    cells = {c["id"]: c for c in json.loads((out / "matrix" / "cells.json").read_text())}
+
+    # precompile ran for the compiled group, into its own cache, before any measurement
+    names = [e["event"] for e in evs]
+    assert names.index("precompile_phase_finished") < names.index("sample")
+    finished = {e["cell"]: e for e in evs if e["event"] == "cell_finished"}
+    compiled = [f for c, f in finished.items() if cells[c]["backend"] == "transformers-compile"]
+    for f in compiled:
+        ev = f["evidence"]
+        assert ev["precompile"]["compile_ms"] and ev["inductor_artifacts"]["output_code_modules"]
+        assert ev["group_counters"]["unique_graphs"] > 0
+        assert ev["group_counters"]["fxgraph_cache_hit"] > 0  # started from its own cache
+
+    # the block schedule alternates between the two groups, and covers every repetition
+    blocks = [e for e in evs if e["event"] == "block" and e["block"] > 0]
+    order = [b["group_id"] for b in blocks]
+    assert len(set(order)) == 2
+    assert all(a != b for a, b in itertools.pairwise(order))
+    timed = Counter(e["cell"] for e in evs if e["event"] == "sample" and not e["warmup"])
+    assert set(timed.values()) == {6}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary
+
+    # no process of one group ever opened or listed anything in another group's cache
+    caches = {p.parent.name: p for p in (out / "groups").glob("*/compile-cache-*")}
+    logs = list(audit.glob("*.log"))
+    assert len(logs) >= 3  # precompile + two measuring processes
+    seen_own = 0
+    for log in logs:
+        paths = log.read_text().splitlines()
+        mine = {g for g in caches if any(str(out / "groups" / g) in p for p in paths)}
+        assert len(mine) <= 1, log
+        for gid, cache in caches.items():
+            touched = [p for p in paths if p.startswith(str(cache))]
+            if gid not in mine:
+                assert not touched, (log, touched[:3])
+            else:
+                seen_own += bool(touched)
+    assert seen_own >= 1  # the audit does see cache reads (the compiled group's own)
+
+
+def test_a_refused_fork_falls_back_to_spawn_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kit.runner import forkserver
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise forkserver.ForkServerError("the fork server touched CUDA before forking")
+
+    monkeypatch.setattr(forkserver.ForkServer, "fork", refuse)
+    matrix = tmp_path / "one.yaml"
+    matrix.write_text(textwrap.dedent(ONE_CELL))
+    out = tmp_path / "run"
+    outcome = start_run(
+        RunRequest(matrix=str(matrix), out=out, weights="random", selection="prompt_index=0")
+    )
+    assert outcome.counts == {"ok": 1}
+    spawned = [e for e in _events(out) if e["event"] == "group_spawned"]
+    assert spawned[0]["runner"]["start_method"] == "spawn"
+    assert "touched CUDA" in spawned[0]["runner"]["forkserver_note"]
+
+
+def test_bad_interleave_requests_get_one_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kit.cli import main
+
+    matrix = tmp_path / "one.yaml"
+    matrix.write_text(textwrap.dedent(ONE_CELL))
+    base = ["run", "--matrix", str(matrix), "--order", "interleaved"]
+    assert main([*base, "--runner", "docker", "--out", str(tmp_path / "a")]) == 1
+    assert "needs the host runner" in capsys.readouterr().err
+    assert main([*base, "--block-reps", "0", "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "--block-reps 0 is out of range" in err and "Traceback" not in err
