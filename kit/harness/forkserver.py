@@ -43,16 +43,38 @@ PRELOAD = (
 
 
 def cuda_state() -> dict[str, Any]:
-    """Whether anything in this process touched CUDA: torch's lazy init, or the driver
-    library being mapped at all (cuInit via cudaGetDeviceCount maps libcuda)."""
+    """Whether anything in this process touched CUDA: torch's lazy init, or the driver itself
+    (cuInit, e.g. through cudaGetDeviceCount, opens /dev/nvidiactl and keeps it open).
+
+    The driver library merely being mapped is recorded but is no reason to refuse a fork: a
+    CUDA build of torch links libcuda.so, so `import torch` maps it on every GPU host without
+    calling cuInit (seen on the H200: mapped, not initialized)."""
     torch = sys.modules.get("torch")
     initialized = bool(torch is not None and torch.cuda.is_initialized())
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            driver_mapped = any("libcuda.so" in line for line in maps)
+            lines = maps.read().splitlines()
     except OSError:
-        driver_mapped = False
-    return {"cuda_initialized": initialized, "libcuda_mapped": driver_mapped}
+        lines = []
+    driver_mapped = any("libcuda.so" in line for line in lines)
+    device_open = any("/dev/nvidia" in line for line in lines)
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        fds = []
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/dev/nvidia"):
+            device_open = True
+            break
+    return {
+        "cuda_initialized": initialized,
+        "driver_device_open": device_open,
+        "libcuda_mapped": driver_mapped,
+    }
 
 
 def os_threads() -> int:
@@ -132,7 +154,7 @@ class Server:
             message, fds = _recv_fds(conn, 1 << 20, 3)
             request = json.loads(message)
             state = cuda_state()
-            if state["cuda_initialized"] or state["libcuda_mapped"]:
+            if state["cuda_initialized"] or state["driver_device_open"]:
                 # A forked child of a process with a CUDA context cannot use CUDA.
                 raise RuntimeError(f"the fork server touched CUDA before forking: {state}")
             if len(fds) != 3:
