@@ -1,0 +1,46 @@
+"""`kit slurm-task SWEEP`: run this array task's cell group (called by the batch script)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "slurm-task"
+HELP = "run one Slurm array task's cell group of a sweep (the batch script calls it)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep", type=Path, metavar="SWEEP")
+    parser.add_argument("--submission", type=int, default=0, help="the submission number")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kit.errors import ExitCode
+    from kit.runner.slurm_task import describe, run_task
+    from kit.runner.sweep import Controls
+
+    controls = Controls()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        # Slurm may signal every process of the job and the batch shell passes TERM on too:
+        # stopping is idempotent here (no second-signal escalation as in `kit run`).
+        if not controls.abort.is_set():
+            print(
+                f"kit: signal {signum}: stopping the group, journaling `interrupted`",
+                file=sys.stderr,
+            )
+        controls.abort.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    task = run_task(args.sweep.resolve(), args.submission, controls)
+    print(describe(task))
+    if task.outcome is None:
+        return 0
+    if task.outcome.interrupted:
+        return int(ExitCode.INTERRUPTED)
+    bad = task.outcome.counts.get("crash", 0) + task.outcome.counts.get("degraded", 0)
+    return int(ExitCode.CELLS_FAILED) if bad else 0
