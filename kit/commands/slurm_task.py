@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,15 @@ def run(args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, _frame: Any) -> None:
         # Slurm may signal every process of the job and the batch shell passes TERM on too:
-        # stopping is idempotent here (no second-signal escalation as in `kit run`).
-        if not controls.abort.is_set():
-            print(
-                f"kit: signal {signum}: stopping the group, journaling `interrupted`",
-                file=sys.stderr,
-            )
+        # stopping is idempotent here (no second-signal escalation as in `kit run`). No
+        # print(): a handler re-entering a buffered stream write raises in the main thread.
+        first = not controls.abort.is_set()
         controls.abort.set()
+        if first:
+            note = f"kit: signal {signum}: stopping the group, journaling `interrupted`\n"
+            os.write(2, note.encode())
+            # Should the stop hang, the job log gets every thread's stack before SIGKILL.
+            faulthandler.dump_traceback_later(15, exit=False)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
