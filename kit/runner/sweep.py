@@ -65,7 +65,7 @@ class Sweep:
         controls: Controls | None = None,
         on_event: EventHook | None = None,
     ) -> None:
-        self.run_dir = run_dir
+        self.run_dir = run_dir.resolve()  # group processes run with cwd=<group dir>
         self.cells = cells
         self.runner = runner
         self.settings = settings
