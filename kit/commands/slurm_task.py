@@ -6,6 +6,7 @@ import argparse
 import faulthandler
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,26 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    task = run_task(args.sweep.resolve(), args.submission, controls)
+    # The group runs in a worker thread; the main thread only waits in short timed joins.
+    # Python runs signal handlers in the main thread alone: when Slurm signals every process
+    # of the job at once, a main thread blocked in a pipe read may not wake (the signal can
+    # land on another thread) and the kit would be SIGKILLed without journaling its stop.
+    outcome: list[Any] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(run_task(args.sweep.resolve(), args.submission, controls))
+        except BaseException as err:  # re-raised in the main thread (KitError rendering)
+            failure.append(err)
+
+    worker = threading.Thread(target=work, name="slurm-task")
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+    if failure:
+        raise failure[0]
+    task = outcome[0]
     print(describe(task))
     if task.outcome is None:
         return 0
