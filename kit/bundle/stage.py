@@ -112,7 +112,7 @@ def stage(run: RunDir, work: Path) -> Staged:
             members[f"results/{'cells-raw.jsonl' if name == 'cells.jsonl' else name}"] = (
                 run.path / name
             )
-    for folder in ("env", "matrix", "telemetry"):
+    for folder in ("env", "matrix", "telemetry", "tasks"):  # tasks/: a merged run's inputs
         for path in run.files_under(folder):
             members[path.relative_to(run.path).as_posix()] = path
     # Each group's stderr (crash context). Not the harness inputs (they name machine-local

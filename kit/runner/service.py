@@ -121,6 +121,24 @@ def start_run(
     return _execute(out, cells, settings, runner, controls, on_event, resumed=False)
 
 
+def start_frozen_run(
+    run_dir: Path,
+    header: dict[str, Any],
+    cells: list[Cell],
+    matrix_path: Path,
+    controls: Controls | None = None,
+    on_event: EventHook | None = None,
+) -> RunOutcome:
+    """Run cells frozen earlier (a Slurm sweep's plan) into a new run directory: `header`
+    is run.json without `schema`, `cell_ids` and `gpus_at_start`, which are added here."""
+    settings = dict(header.get("settings") or {})
+    detection = _check_devices(cells)
+    runner = make_runner(str(header.get("runner", "host")))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_header(run_dir, {**header, "gpus_at_start": detection}, cells, matrix_path)
+    return _execute(run_dir, cells, settings, runner, controls, on_event, resumed=False)
+
+
 def load_run(run_dir: Path) -> tuple[dict[str, Any], list[Cell]]:
     if not (run_dir / "run.json").exists():
         raise KitError(
@@ -271,3 +289,6 @@ def _post_process(run_dir: Path, joined_telemetry: bool) -> None:
             line = {"event": "log", "level": "warning", "message": f"{name} failed: {err}"}
             with open(run_dir / "journal.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
+
+
+post_process = _post_process  # the merged run's summary and telemetry join (kit/runner/merge.py)

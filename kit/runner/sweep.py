@@ -65,7 +65,7 @@ class Sweep:
         controls: Controls | None = None,
         on_event: EventHook | None = None,
     ) -> None:
-        self.run_dir = run_dir
+        self.run_dir = run_dir.resolve()  # group processes run with cwd=<group dir>
         self.cells = cells
         self.runner = runner
         self.settings = settings
@@ -330,6 +330,11 @@ class Sweep:
                 "detail": info.detail,
             }
         )
+        if inflight and info.signal == 15 and not info.timed_out:
+            # A TERM the kit did not send: Slurm (requeue, preemption, scancel) signals every
+            # process of the job at once, the kit too. Let its own handler land before the
+            # cell is judged: a stop is an interruption (rerun later), not a crash.
+            self.controls.abort.wait(1.0)
         if inflight and not self.controls.abort.is_set():
             reason = info.detail or "the process ended in the middle of the cell"
             if info.oom_killed:

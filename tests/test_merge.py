@@ -1,0 +1,141 @@
+"""`kit merge DIR1 DIR2 ... --out RUN`: ordinary run directories joined into one run that
+`kit bundle`, `kit verify` and `kit report` accept (the same merge joins a Slurm sweep)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from runfactory import make_run_dir
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY = """
+schema: 1
+id: tiny-merge
+title: one tiny-gpt2 group, run in two sessions
+defaults: {device: cpu, repetitions: 3, warmup: 1, max_new_tokens: 4, seed: 42}
+groups:
+  - id: eager
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill, kv_decode]
+"""
+
+
+def kit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kit", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=600)  # fmt: skip
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.slow
+def test_two_kit_runs_merge_into_one_verifiable_bundle(tmp_path: Path) -> None:
+    matrix = tmp_path / "tiny.yaml"
+    matrix.write_text(textwrap.dedent(TINY))
+    runs = []
+    for mode in ("prefill", "kv_decode"):  # a sweep split over two sessions
+        out = tmp_path / mode
+        proc = kit("run", "--matrix", str(matrix), "--weights", "random",
+                   "--select", f"prompt_index=0,mode={mode}", "--out", str(out))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append(out)
+    merged = tmp_path / "merged"
+    proc = kit("merge", *map(str, runs), "--out", str(merged))
+    assert proc.returncode == 0, proc.stderr
+    assert "cells: 2 ok (of 2)" in proc.stdout
+    finals = _lines(merged / "cells.jsonl")
+    assert sorted(str(f["task"]) for f in finals) == ["kv_decode", "prefill"]
+    header = json.loads((merged / "run.json").read_text())
+    assert header["merged"]["complete"] and header["matrix"]["id"] == "tiny-merge"
+    assert (merged / "summary.json").is_file()
+    bundle = tmp_path / "merged.tar.gz"
+    assert kit("bundle", str(merged), "-o", str(bundle), "--no-plots").returncode == 0
+    verified = kit("verify", str(bundle))
+    assert verified.returncode == 0 and "2 ok" in verified.stdout, verified.stdout
+    assert kit("report", str(bundle), "-o", str(tmp_path / "rep"), "--no-plots").returncode == 0
+
+    # One cell, two results: refused (even with --force), naming both runs.
+    shutil.copytree(runs[0], tmp_path / "again")
+    twice = kit("merge", str(runs[0]), str(tmp_path / "again"), "--out", str(tmp_path / "m2"))
+    assert twice.returncode == 1 and "has a final result in both" in twice.stderr
+    assert "Traceback" not in twice.stderr
+    forced = kit(
+        "merge", str(runs[0]), str(tmp_path / "again"), "--out", str(tmp_path / "m3"), "--force"
+    )
+    assert forced.returncode == 1
+
+
+def test_overlapping_clocks_are_shifted_and_telemetry_follows(tmp_path: Path) -> None:
+    # Two machines (same monotonic start): A finished cell 0, B cell 1 (A left it half-done).
+    a = make_run_dir(tmp_path / "a", n_cells=2, statuses=["ok", "incomplete"], telemetry_rows=40,
+                     finished=False)  # fmt: skip
+    b = make_run_dir(tmp_path / "b", n_cells=2, statuses=["not_run", "ok"], telemetry_rows=40)
+    merged = tmp_path / "merged"
+    proc = kit("merge", str(a.path), str(b.path), "--out", str(merged))
+    assert proc.returncode == 0, proc.stderr
+    assert "clocks shifted for 1 inputs" in proc.stdout
+    inputs = json.loads((merged / "run.json").read_text())["merged"]["inputs"]
+    offset = inputs[1]["t_ns_offset"]
+    assert inputs[0]["t_ns_offset"] == 0 and offset > b.span_ns[1] - b.span_ns[0]
+    with (merged / "telemetry" / "gpu0.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    with (b.path / "telemetry" / "gpu0.csv").open() as fh:
+        b_rows = list(csv.DictReader(fh))
+    assert len(rows) == 80 and int(rows[40]["t_ns"]) == int(b_rows[0]["t_ns"]) + offset
+    events = _lines(merged / "journal.jsonl")
+    b_samples = [e for e in events if e.get("task") == "b" and e["event"] == "sample"]
+    assert b_samples and all(int(str(e["t0_ns"])) >= b.span_ns[0] + offset for e in b_samples)
+    assert {e["event"] for e in events if e.get("task")} >= {"task_run_started"}
+    assert (merged / "tasks" / "a" / "journal.jsonl").read_bytes() == (
+        a.path / "journal.jsonl"
+    ).read_bytes()
+    assert len(list((merged / "env" / "nodes").glob("*.json"))) == 1  # one host record, once
+    bundle = tmp_path / "m.tar.gz"
+    assert kit("bundle", str(merged), "-o", str(bundle), "--no-plots").returncode == 0
+    assert kit("verify", str(bundle)).returncode == 0
+
+
+def test_missing_cells_make_an_incomplete_run_and_bad_inputs_are_refused(tmp_path: Path) -> None:
+    a = make_run_dir(
+        tmp_path / "a", n_cells=3, statuses=["ok", "not_run", "not_run"], finished=False
+    )
+    b = make_run_dir(
+        tmp_path / "b", n_cells=3, statuses=["not_run", "ok", "not_run"], finished=False
+    )
+    merged = tmp_path / "merged"
+    proc = kit("merge", str(a.path), str(b.path), "--out", str(merged))
+    assert proc.returncode == 0 and "INCOMPLETE: 1 cells" in proc.stderr
+    header = json.loads((merged / "run.json").read_text())
+    assert header["merged"]["missing_cells"] == [a.cells[2]["id"]]
+    assert _lines(merged / "journal.jsonl")[-1]["event"] == "interrupted"
+    built = kit("bundle", str(merged), "-o", str(tmp_path / "m.tar.gz"), "--no-plots")
+    assert built.returncode == 0 and "INCOMPLETE run: 1 cells missing" in built.stdout
+
+    other = make_run_dir(tmp_path / "other", n_cells=1, statuses=["not_run"], finished=False)
+    run_json = other.path / "run.json"
+    record = json.loads(run_json.read_text())
+    record["matrix"]["sha256"] = "0" * 64
+    record["kit_version"] = "9.9.9"
+    run_json.write_text(json.dumps(record))
+    refused = kit("merge", str(a.path), str(other.path), "--out", str(tmp_path / "x"))
+    assert (
+        refused.returncode == 1
+        and "the runs differ: matrix" in refused.stderr
+        and "kit version" in refused.stderr
+    )
+    forced = kit("merge", str(a.path), str(other.path), "--out", str(tmp_path / "y"), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads((tmp_path / "y" / "run.json").read_text())["merged"]["forced_differences"]
+    assert kit("merge", str(a.path), "--out", str(merged)).returncode == 1  # not empty
+    assert "not a run directory" in kit("merge", str(tmp_path), "--out", str(tmp_path / "z")).stderr
