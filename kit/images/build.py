@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.images.lock import base_reference
+from kit.images.lock import base_reference, pip_env
 from kit.images.registry import ImageSpec, Variant, repo_root, torch_index_url
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -60,7 +60,7 @@ def fill_wheelhouse(spec: ImageSpec, variant: Variant, dest: Path) -> bool:
     ]  # fmt: skip
     if variant.torch_index and torch_index_url():
         cmd += ["--extra-index-url", torch_index_url()]
-    return subprocess.run(cmd, capture_output=True).returncode == 0
+    return subprocess.run(cmd, capture_output=True, env=pip_env(variant)).returncode == 0
 
 
 def stage_context(spec: ImageSpec, variant: Variant, options: BuildOptions) -> tuple[Path, bool]:
@@ -108,7 +108,8 @@ def build_image(
         "WHEELHOUSE": "wheelhouse",
         "EXTRA_CA_BUNDLE": "extra-ca.crt",
         "PIP_EXTRA_ARGS": "--no-index" if complete else "",
-        "TORCH_INDEX_URL": torch_index_url(),
+        # Only where torch's own index is needed: a CUDA lock names PyPI's files alone.
+        "TORCH_INDEX_URL": torch_index_url() if variant.torch_index else "",
     }
     progress(
         f"building {spec.tag(variant)} from {base}" + (" (offline wheels)" if complete else "")
