@@ -173,3 +173,11 @@ def test_modules_import_neither_docker_nor_torch_nor_textual(module: str) -> Non
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def test_compose_builds_the_default_stacks_torch_image() -> None:
+    gpu = yaml.safe_load((REPO / "compose.yaml").read_text())
+    spec, variant = image_for_backend("transformers-eager", "cuda")
+    torch = gpu["services"]["torch"]
+    assert torch["image"] == spec.tag(variant)
+    assert torch["build"]["args"]["VARIANT"] == variant.name

@@ -90,10 +90,14 @@ def build_image(
     variant: Variant,
     options: BuildOptions,
     progress: Callable[[str], None] = lambda line: None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> BuildResult:
     """Build and tag `spec.tag(variant)`; every build log line goes to `progress`.
 
-    Raises KitError naming the failed step (the daemon's error message).
+    `cancelled()` is asked before each chunk of the daemon's stream: when it turns True the
+    stream is closed (the daemon stops a build whose client went away) and KitError("...
+    cancelled") is raised; the tag keeps the image it had. Raises KitError naming the failed
+    step (the daemon's error message).
     """
     import docker.client
     import docker.errors
@@ -116,7 +120,7 @@ def build_image(
     )
     client = docker.client.from_env()
     image_id = ""
-    for line in _stream(client, context, spec, variant, buildargs, options):
+    for line in _stream(client, context, spec, variant, buildargs, options, cancelled):
         progress(line)
         if line.startswith("Successfully built "):
             image_id = line.split()[-1]
@@ -131,6 +135,7 @@ def _stream(
     variant: Variant,
     buildargs: dict[str, str],
     options: BuildOptions,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> Iterator[str]:
     api = client.api  # type: ignore[attr-defined]
     chunks = api.build(
@@ -145,6 +150,13 @@ def _stream(
         decode=True,
     )
     for chunk in chunks:
+        if cancelled():
+            chunks.close()
+            api.close()  # closes the connection: the daemon abandons a build without a client
+            raise KitError(
+                f"building {spec.tag(variant)} cancelled",
+                "the tag keeps the image it had; build again to finish it",
+            )
         if "error" in chunk:
             raise KitError(
                 f"building {spec.tag(variant)} failed: {str(chunk['error']).strip()}",
