@@ -126,6 +126,8 @@ def self_check(backend: str | None = None) -> dict[str, Any]:
     torch = _torch_facts()
     needs_cuda = bool(torch.get("cuda"))  # a CUDA build of torch: its libraries must load
     libraries = cuda_libraries() if needs_cuda else {}
+    # Triton ships with (and is needed by) torch's CUDA builds only.
+    required = tuple(m for m in required if m != "triton" or needs_cuda)
     failures = [f"import {m}" for m in required if not imports[m]["ok"]]
     failures += [f"load {p}" for p, found in libraries.items() if not found["loads"]]
     toolchain = _triton_toolchain()
