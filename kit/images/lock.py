@@ -99,7 +99,9 @@ def resolve_requirements(variant: Variant, python_version: str) -> list[tuple[st
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise KitError(
-                f"pip could not resolve {' '.join(reqs)}: {last}",
+                f"pip could not resolve {' '.join(reqs[: len(variant.requirements)])}"
+                + (f" over {variant.over.format(**versions())}" if variant.over else "")
+                + f": {last}",
                 "check the versions in docker/versions.env and that the index is reachable",
             )
         data = json.loads(report.read_text())
@@ -213,7 +215,14 @@ def update_lock(
             progress(f"{key}: resolving {base}")
             digest = registry_digest(base) or digest
         progress(f"{key}: resolving Python requirements")
-        resolved = resolve_requirements(variant, pins["PYTHON_VERSION"])
+        try:
+            resolved = resolve_requirements(variant, pins["PYTHON_VERSION"])
+        except KitError as err:
+            if not variant.extra_index:
+                raise
+            # e.g. tensorrt: its libraries live on NVIDIA's index only; the others still lock
+            progress(f"{key}: NOT locked ({variant.extra_index} did not answer): {err.title}")
+            continue
         lock_path = root / spec.lock_path(variant)
         lock_path.write_text(render_requirements(spec, variant, resolved))
         images[key] = {
