@@ -48,6 +48,10 @@ def image_stack_label(spec: ImageSpec, variant: Variant, root: Path | None = Non
     cuda = locked_cuda(pins)
     if cuda:
         parts.append(f"CUDA {cuda}")
+    if variant.over:  # layered: the base image's stack lies under it
+        from kit.images.registry import versions
+
+        parts.append(f"over {variant.over.format(**versions(root))}")
     return ", ".join(parts) or "-"
 
 

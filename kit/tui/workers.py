@@ -141,13 +141,13 @@ class KitWorkers(App[int]):
         try:
             import docker.client
 
-            client = docker.client.from_env(timeout=5)
-            client.ping()
-        except Exception as err:  # daemon down, no permission, SDK missing: rows all the same
-            reason = f"docker: the daemon cannot be reached ({type(err).__name__})"
-            self.post_message(ImageRowsListed(image_rows(None, reason)))
-            return
-        self.post_message(ImageRowsListed(image_rows(client)))
+            # a daemon busy committing a large layer answers slowly: wait for it a while
+            client = docker.client.from_env(timeout=60)
+            rows = image_rows(client)
+        except Exception as err:  # daemon down or stuck, no permission, SDK missing: say why
+            reason = f"docker: the daemon did not answer ({type(err).__name__}); see `kit doctor`"
+            rows = image_rows(None, reason)
+        self.post_message(ImageRowsListed(rows))
 
     def _post_build_line(self, image: str, line: str) -> None:
         self.post_message(ImageBuildLine(image, line))
