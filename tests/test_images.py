@@ -181,3 +181,26 @@ def test_compose_builds_the_default_stacks_torch_image() -> None:
     torch = gpu["services"]["torch"]
     assert torch["image"] == spec.tag(variant)
     assert torch["build"]["args"]["VARIANT"] == variant.name
+
+
+def test_images_page_renders_built_and_not_built_records(tmp_path: Path) -> None:
+    from kit.images.validation import render
+
+    built = {"target": "torch:cuda-2.11", "tag": "llm-repro-kit/torch:cuda-2.11",
+             "status": "built", "reason": None, "seconds": 733, "stack": "torch 2.11.0",
+             "lock_sha256": "ab" * 32, "packages": 76, "base": "llm-repro-kit/base:bookworm",
+             "base_digest": "sha256:" + "c5" * 32, "date": "d", "image_id": "sha256:" + "ce" * 32,
+             "size_bytes": 5_947_164_657, "self_check_rc": 0,
+             "self_check": {"ok": True, "failures": [], "versions": {"torch": "2.11.0+cu130"},
+                            "torch_cuda": "13.0", "cudnn": 91900, "libraries_loaded": 9,
+                            "libraries_checked": 9, "gpu": "no NVIDIA driver"}}  # fmt: skip
+    skipped = {**built, "target": "tensorrt:cuda", "tag": "llm-repro-kit/tensorrt:cuda",
+               "status": "not built", "reason": "not locked", "self_check": None,
+               "base_digest": None, "size_bytes": None, "image_id": None}  # fmt: skip
+    (tmp_path / "a.json").write_text(json.dumps(built))
+    (tmp_path / "b.json").write_text(json.dumps(skipped))
+    (tmp_path / "a.self-check.json").write_text("{}")  # raw self-checks are not records
+    page = render(tmp_path)
+    assert "| `llm-repro-kit/torch:cuda-2.11` | built | torch 2.11.0 | 733 | 5.95 GB |" in page
+    assert "| `llm-repro-kit/tensorrt:cuda` | not built (not locked) |" in page
+    assert "`unpinned`" in page and "CUDA libraries loaded: 9 of 9" in page

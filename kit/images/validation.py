@@ -126,6 +126,8 @@ def render(folder: Path) -> str:
         "`docker run --rm --network none IMAGE python -m kit.harness --self-check FAMILY`",
         "(imports, CUDA libraries dlopen'ed, torch's CUDA/cuDNN, Triton's toolchain). No GPU",
         "here: GPU absence is reported, not failed. No cell was measured in these images here.",
+        "Sizes are `docker image inspect` sizes, shared base layers included (a layered image's",
+        "own part is its size minus its base's). Base digest: the local image ID of the base.",
         "",
         "| image | status | stack | build s | size | lock sha256 | base digest | self-check |",
         "|---|---|---|---|---|---|---|---|",
