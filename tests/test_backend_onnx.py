@@ -177,3 +177,41 @@ def test_parity_failure_from_a_perturbed_export_is_degraded(
     events = harness(_input_from_run(out, tmp_path), env)
     for end in finished(events).values():
         assert any("differ from its manifest" in r for r in end["reasons"]), end["reasons"]
+
+
+def test_a_backends_precheck_degrades_the_cell_before_any_timed_call(
+    ort_run: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TR118's trap as the tensorrt backend checks it (tensorrt_plan.trap), run here on the real
+    # ORT CPU backend: no TensorRT on this machine. The profile holds the prefill and e2e_kv
+    # shapes but not kv_decode's last past length: only that cell is degraded, unmeasured.
+    import io
+
+    from kit.harness.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from kit.harness.backends.tensorrt_plan import parse_profile, trap
+    from kit.harness.events import Emitter
+    from kit.harness.group import run_group
+
+    out, env = ort_run
+    spec = json.loads(_input_from_run(out, tmp_path).read_text())
+    length = len(next(iter(spec["prompts"].values()))[0])
+    profile = parse_profile(f"batch=1:1:1,seq=1:{length}:{length},past=0:{length}:{length + 2}")
+
+    class Trapped(OnnxRuntimeBackend):
+        def precheck(self, cell: dict[str, Any], prompt_ids: list[list[int]]) -> list[str]:
+            found = trap(cell, prompt_ids, profile)
+            return [found] if found else []
+
+    monkeypatch.setenv("KIT_CACHE", env["KIT_CACHE"])
+    # a fresh export: the integrity tests of this module perturb the shared cached one
+    monkeypatch.setenv("KIT_ONNX_CACHE", str(tmp_path / "onnx-cache"))
+    stream = io.StringIO()
+    assert run_group(Trapped, None, spec, Emitter(stream)) == 0
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    ends = {spec_cell["mode"]: finished(events)[spec_cell["id"]] for spec_cell in spec["cells"]}
+    assert ends["prefill"]["status"] == ends["e2e_kv"]["status"] == "ok", ends
+    trapped = ends["kv_decode"]
+    assert trapped["status"] == "degraded" and trapped["evidence"] == {"measured": False}
+    assert f"past {length + 3} not in 0..{length + 2}" in trapped["reasons"][0]
+    sampled = {e["cell"] for e in events if e["event"] == "sample"}
+    assert trapped["cell"] not in sampled and len(sampled) == 2

@@ -227,3 +227,25 @@ def test_energy_per_token_counts_only_timed_ok_samples(tr126_run, tmp_path: Path
     report = (out / "REPORT.md").read_text()
     assert "only the timed, status-ok, non-warmup repetitions" in report
     assert "one-off energy J" in report
+
+
+def test_report_names_each_measuring_stack_and_its_locked_image(tmp_path: Path) -> None:
+    from kit.env.write import write_process_env
+    from kit.images.lock import read_lock
+
+    run = make_run_dir(tmp_path / "run", n_cells=1, n_samples=3)
+    gpu_host = {"torch": "2.11.0+cu130", "cuda_runtime": "13.0", "triton": "3.6.0",
+                "transformers": "5.17.0", "flags": {}}  # fmt: skip
+    write_process_env(run.path, "g1.attempt1", gpu_host)
+    write_process_env(run.path, "g2.attempt1", {**gpu_host, "triton": "3.5.1"})
+    out = report_from_path(run.path, tmp_path / "r", with_plots=False)
+    report = (out / "REPORT.md").read_text()
+    lock = read_lock()["images"]["torch:cuda-2.11"]["requirements_sha256"]
+    assert (
+        "- stack: torch 2.11.0+cu130, triton 3.6.0, transformers 5.17.0, CUDA 13.0 "
+        f"(= image torch:cuda-2.11, lock sha256 {lock[:12]})"
+    ) in report
+    assert (
+        "- stack: torch 2.11.0+cu130, triton 3.5.1, transformers 5.17.0, CUDA 13.0, host stack, no image"
+        in report
+    )

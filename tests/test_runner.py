@@ -82,6 +82,8 @@ def test_sweep_measures_every_phase_and_journals_it(tiny_matrix: Path, tmp_path:
     assert len(process_env) == 1  # one group, one process: its own ML stack record
     stack = json.loads(process_env[0].read_text())
     assert stack["torch"] and stack["transformers"] and "flags" in stack
+    # the host's CPU stack (torch 2.13.0+cpu, transformers 5.17.0) is the torch:cpu image's lock
+    assert stack["stack"]["locked_stack"]["image"] == "torch:cpu", stack["stack"]
 
 
 def test_killed_child_marks_the_cell_crash_and_a_fresh_child_continues(tmp_path: Path) -> None:

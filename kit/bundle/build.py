@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -73,6 +74,19 @@ def _env_summary(run: RunDir, name: str) -> dict[str, Any]:
     return summary
 
 
+def _process_stacks(run: RunDir) -> list[dict[str, Any]]:
+    """The distinct `stack` records of env/process-*.json (kit/images/stacks.py), in name order."""
+    found: list[dict[str, Any]] = []
+    for path in sorted((run.path / "env").glob("process-*.json")):
+        try:
+            stack = json.loads(path.read_text()).get("stack")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(stack, dict) and stack not in found:
+            found.append(stack)
+    return found
+
+
 def _matrix_facts(run: RunDir, staged: Staged) -> dict[str, Any]:
     raw = run.run.get("matrix")
     matrix = dict(raw) if isinstance(raw, dict) else {"id": raw}
@@ -122,6 +136,7 @@ def build_manifest(staged: Staged) -> dict[str, Any]:
         "gpu": _env_summary(run, "gpu"),
         "host": _env_summary(run, "host"),
         "images": sorted(facts.images),
+        "stacks": _process_stacks(run),
         "cells": {
             "total": sum(staged.status_counts.values()),
             "by_status": dict(sorted(staged.status_counts.items())),

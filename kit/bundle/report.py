@@ -150,11 +150,19 @@ def _header(data: ReportData, verification: str | None = None) -> list[str]:
         if energy is not None
         else "",
         f"- bundle content hash: `{m.get('content_hash', '(computed when bundled)')}`",
+        *_stack_lines(m),
         "",
     ]
     if stamp:
         return lines[:2] + [line for line in lines[2:] if line != ""] + [""]
     return [line for line in lines if line != ""] + [""]
+
+
+def _stack_lines(manifest: dict[str, Any]) -> list[str]:
+    """One "- stack: ..." line per distinct measuring stack (kit/images/stacks.py)."""
+    from kit.images.stacks import stack_line
+
+    return [f"- {stack_line(s)}" for s in manifest.get("stacks") or [] if isinstance(s, dict)]
 
 
 def render_report(

@@ -13,7 +13,9 @@ HELP = "list, build or lock the kit's container images"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="images_command", metavar="ACTION", required=True)
-    listing = sub.add_parser("list", help="each image variant: built?, id, base, pinned?")
+    listing = sub.add_parser(
+        "list", help="each image variant: stack, lock hash, base digest, built here?"
+    )
     listing.add_argument("--json", action="store_true", help="print JSON")
     build = sub.add_parser("build", help="build images, streaming the build log")
     build.add_argument("names", nargs="*", help="images (default: kit)")
@@ -26,58 +28,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--network", help="build network, e.g. host (proxies on localhost)")
     build.add_argument("--quiet", action="store_true", help="print only the result")
     lock = sub.add_parser("lock", help="regenerate lock files from docker/versions.env")
-    lock.add_argument("names", nargs="*", help="images (default: all)")
+    lock.add_argument("names", nargs="*", help="images or IMAGE:VARIANT (default: all)")
     lock.add_argument("--no-digests", action="store_true", help="do not ask the registry")
 
 
 def list_images() -> list[dict[str, Any]]:
     """One row per image variant: the computed result of `kit images list`."""
-    import docker.errors
+    return [row.to_json() for row in _rows()]
 
-    from kit.images.inspect import image_facts, unpinned_reason
-    from kit.images.registry import IMAGES
+
+def _rows() -> list[Any]:
+    from kit.errors import KitError
+    from kit.images.listing import image_rows
     from kit.runner.preflight import connect
 
-    client = connect()
-    rows = []
-    for spec in IMAGES.values():
-        for variant in spec.variants:
-            tag = spec.tag(variant)
-            row: dict[str, Any] = {"image": tag, "built": False}
-            try:
-                facts = image_facts(client, tag)
-            except docker.errors.ImageNotFound:
-                rows.append(row)
-                continue
-            reason = unpinned_reason(facts, spec, variant)
-            row.update(
-                built=True,
-                image_id=facts.image_id,
-                base=facts.base_image,
-                pinned=reason is None,
-                unpinned_reason=reason,
-            )
-            rows.append(row)
-    return rows
-
-
-def _render_list(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'image':<28} {'id':<14} {'pinned':<7} base"]
-    for row in rows:
-        if not row["built"]:
-            lines.append(f"{row['image']:<28} {'(not built)':<14}")
-            continue
-        pinned = "yes" if row["pinned"] else "NO"
-        lines.append(f"{row['image']:<28} {row['image_id'][7:19]:<14} {pinned:<7} {row['base']}")
-    return "\n".join(lines)
+    try:
+        client = connect()
+    except KitError as err:  # the lock facts stand without a daemon; "built" is unknown
+        return image_rows(None, f"docker: {err.title}")
+    return image_rows(client)
 
 
 def run(args: argparse.Namespace) -> int:
     from kit.images.registry import image_spec
 
     if args.images_command == "list":
-        rows = list_images()
-        print(json.dumps(rows, indent=1) if args.json else _render_list(rows))
+        from kit.images.listing import render_rows
+
+        rows = _rows()
+        print(json.dumps([r.to_json() for r in rows], indent=1) if args.json else render_rows(rows))
         return 0
     if args.images_command == "lock":
         from kit.images.lock import update_lock

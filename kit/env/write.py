@@ -43,6 +43,12 @@ def write_env(run_dir: Path | str) -> dict[str, Path]:
 
 
 def write_process_env(run_dir: Path | str, group: str, ml_stack: dict[str, Any]) -> Path:
-    """Write env/process-<group>.json (the ML stack a measuring process reported)."""
+    """Write env/process-<group>.json (the ML stack a measuring process reported, plus its
+    `stack` record: kit/images/stacks.py)."""
+    from kit.images.stacks import stack_record
+
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", group).strip("-") or "group"
-    return write_json(inside(Path(run_dir) / "env", f"process-{safe}.json"), ml_stack)
+    # `stack`: the image it ran in, or the locked stack a host process matches (the report's
+    # "stack:" line).
+    record = {**ml_stack, "stack": stack_record(ml_stack)}
+    return write_json(inside(Path(run_dir) / "env", f"process-{safe}.json"), record)

@@ -11,8 +11,14 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit.harness")
-    parser.add_argument(
-        "--input", required=True, type=Path, help="harness input JSON (docs/FORMATS.md)"
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--input", type=Path, help="harness input JSON (docs/FORMATS.md)")
+    what.add_argument(
+        "--self-check",
+        nargs="?",
+        const="",
+        metavar="BACKEND",
+        help="check this interpreter's backend stack (imports, CUDA libraries), print JSON",
     )
     parser.add_argument(
         "--precompile",
@@ -26,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         help="interleaved order: pause after every N timed repetitions until stdin says go",
     )
     args = parser.parse_args(argv)
+    if args.self_check is not None:
+        from kit.harness.selfcheck import main as self_check
+
+        return self_check(args.self_check or None)
     _audit_opens()
     from kit.harness.events import Emitter
 
@@ -90,10 +100,29 @@ def _ml_stack(backend: str) -> dict[str, object]:
     from kit.env.ml import _version, ml_stack
 
     record: dict[str, object] = {"python": sys.version.split()[0], **ml_stack()}
-    library = {"onnxruntime": "onnxruntime", "vllm": "vllm"}.get(backend)
+    library = {"onnxruntime": "onnxruntime", "vllm": "vllm", "tensorrt": "tensorrt"}.get(backend)
     if library:
         record[library] = _version(library)
+    image = _image_fingerprint()
+    if image:
+        record["image"] = image
     return record
+
+
+def _image_fingerprint(path: Path = Path("/etc/kit/image-fingerprint.json")) -> dict[str, object]:
+    """Which of the kit's images this process runs in ({} outside them): its build-time
+    fingerprint's image, variant, base and lock hash."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(found, dict) or not found.get("image"):
+        return {}
+    return {
+        "image": f"{found['image']}:{found.get('variant', '')}",
+        "base_image": found.get("base_image"),
+        "lock_sha256": found.get("lock_sha256"),
+    }
 
 
 if __name__ == "__main__":

@@ -192,6 +192,14 @@ def run_group(
                 "cell_finished", cell=cell["id"], status="skipped", reasons=[reason], evidence={}
             )
             continue
+        # A backend's check before any timed call (TensorRT: a shape outside its profile):
+        # the cell is degraded with the reasons and has no sample, never a placeholder.
+        precheck = getattr(backend, "precheck", None)
+        unmeasurable = precheck(cell, ids) if precheck else []
+        if unmeasurable:
+            out.emit("cell_finished", cell=cell["id"], status="degraded",
+                     reasons=unmeasurable, evidence={"measured": False})  # fmt: skip
+            continue
         try:
             run_cell(backend, cell, ids, out)
         except Exception as err:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.images.lock import base_reference
+from kit.images.lock import base_reference, pip_env
 from kit.images.registry import ImageSpec, Variant, repo_root, torch_index_url
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -60,7 +60,7 @@ def fill_wheelhouse(spec: ImageSpec, variant: Variant, dest: Path) -> bool:
     ]  # fmt: skip
     if variant.torch_index and torch_index_url():
         cmd += ["--extra-index-url", torch_index_url()]
-    return subprocess.run(cmd, capture_output=True).returncode == 0
+    return subprocess.run(cmd, capture_output=True, env=pip_env(variant)).returncode == 0
 
 
 def stage_context(spec: ImageSpec, variant: Variant, options: BuildOptions) -> tuple[Path, bool]:
@@ -90,10 +90,14 @@ def build_image(
     variant: Variant,
     options: BuildOptions,
     progress: Callable[[str], None] = lambda line: None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> BuildResult:
     """Build and tag `spec.tag(variant)`; every build log line goes to `progress`.
 
-    Raises KitError naming the failed step (the daemon's error message).
+    `cancelled()` is asked before each chunk of the daemon's stream: when it turns True the
+    stream is closed (the daemon stops a build whose client went away) and KitError("...
+    cancelled") is raised; the tag keeps the image it had. Raises KitError naming the failed
+    step (the daemon's error message).
     """
     import docker.client
     import docker.errors
@@ -108,14 +112,15 @@ def build_image(
         "WHEELHOUSE": "wheelhouse",
         "EXTRA_CA_BUNDLE": "extra-ca.crt",
         "PIP_EXTRA_ARGS": "--no-index" if complete else "",
-        "TORCH_INDEX_URL": torch_index_url(),
+        # Only where torch's own index is needed: a CUDA lock names PyPI's files alone.
+        "TORCH_INDEX_URL": torch_index_url() if variant.torch_index else "",
     }
     progress(
         f"building {spec.tag(variant)} from {base}" + (" (offline wheels)" if complete else "")
     )
     client = docker.client.from_env()
     image_id = ""
-    for line in _stream(client, context, spec, variant, buildargs, options):
+    for line in _stream(client, context, spec, variant, buildargs, options, cancelled):
         progress(line)
         if line.startswith("Successfully built "):
             image_id = line.split()[-1]
@@ -130,6 +135,7 @@ def _stream(
     variant: Variant,
     buildargs: dict[str, str],
     options: BuildOptions,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> Iterator[str]:
     api = client.api  # type: ignore[attr-defined]
     chunks = api.build(
@@ -144,6 +150,13 @@ def _stream(
         decode=True,
     )
     for chunk in chunks:
+        if cancelled():
+            chunks.close()
+            api.close()  # closes the connection: the daemon abandons a build without a client
+            raise KitError(
+                f"building {spec.tag(variant)} cancelled",
+                "the tag keeps the image it had; build again to finish it",
+            )
         if "error" in chunk:
             raise KitError(
                 f"building {spec.tag(variant)} failed: {str(chunk['error']).strip()}",

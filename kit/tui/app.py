@@ -1,6 +1,6 @@
 """The kit's terminal UI: `kit` with no command opens it (`main(args)`).
 
-Five screens (modes), switched with keys 1-5: GPUs, Matrices, Run, Results, Runs. The app
+Six screens (modes), switched with keys 1-6: GPUs, Matrices, Run, Results, Runs, Images. The app
 holds the shared state (detection, GPU history, the run's progress) and owns every worker
 (see `kit.tui.workers`), so worker failures reach one handler: `on_worker_state_changed`.
 """
@@ -8,6 +8,7 @@ holds the shared state (detection, GPU history, the run's progress) and owns eve
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +26,9 @@ from kit.tui.messages import (
     BundleMade,
     GpuReadings,
     GpusDetected,
+    ImageBuildEnded,
+    ImageBuildLine,
+    ImageRowsListed,
     ImagesListed,
     MatricesLoaded,
     ResultsLoaded,
@@ -34,6 +38,7 @@ from kit.tui.messages import (
     RunsListed,
 )
 from kit.tui.models.gpu import GpuHistory
+from kit.tui.models.images import BuildProgress
 from kit.tui.models.matrix_tree import LocalImages
 from kit.tui.models.progress import RunProgress
 from kit.tui.models.results import ResultRow
@@ -42,7 +47,7 @@ from kit.tui.screens.base import KitScreen
 from kit.tui.screens.error import ErrorScreen
 from kit.tui.workers import KitWorkers
 
-SCREENS_IN_ORDER = ("gpus", "matrices", "run", "results", "runs")
+SCREENS_IN_ORDER = ("gpus", "matrices", "run", "results", "runs", "images")
 
 
 class KitApp(KitWorkers):
@@ -54,6 +59,7 @@ class KitApp(KitWorkers):
         Binding("3", "show('run')", "Run"),
         Binding("4", "show('results')", "Results"),
         Binding("5", "show('runs')", "Runs"),
+        Binding("6", "show('images')", "Images", show=False),  # off the footer: snapshots stay
         Binding("ctrl+t", "toggle_theme", "Theme"),
         Binding("q", "quit", "Quit"),
     ]
@@ -74,15 +80,19 @@ class KitApp(KitWorkers):
         self.runs: list[RunInfo] | None = None
         self.last_bundle: BundleMade | None = None
         self.images: LocalImages | None = None  # listed when the docker runner is chosen
+        self.image_rows: list[Any] | None = None  # the Images screen's rows (ImageRow)
+        self.build_progress: BuildProgress | None = None
+        self.build_cancel = threading.Event()
 
     def on_mount(self) -> None:
         from kit.tui.screens.gpus import GpusScreen
+        from kit.tui.screens.images import ImagesScreen
         from kit.tui.screens.matrices import MatricesScreen
         from kit.tui.screens.results import ResultsScreen
         from kit.tui.screens.run import RunScreen
         from kit.tui.screens.runs import RunsScreen
 
-        classes = (GpusScreen, MatricesScreen, RunScreen, ResultsScreen, RunsScreen)
+        classes = (GpusScreen, MatricesScreen, RunScreen, ResultsScreen, RunsScreen, ImagesScreen)
         for name, cls in zip(SCREENS_IN_ORDER, classes, strict=True):
             self.install_screen(cls(), name)
             self.add_mode(name, name)
@@ -127,6 +137,28 @@ class KitApp(KitWorkers):
     def on_images_listed(self, message: ImagesListed) -> None:
         self.images = message.images
         self._sync("matrices")
+
+    def on_image_rows_listed(self, message: ImageRowsListed) -> None:
+        self.image_rows = message.rows
+        self._sync("images")
+
+    def on_image_build_line(self, message: ImageBuildLine) -> None:
+        if self.build_progress is not None:
+            self.build_progress.feed(message.line)
+        screen = self.get_screen("images")
+        if isinstance(screen, KitScreen) and screen.is_mounted:
+            screen.add_build_line(message.line)  # type: ignore[attr-defined]
+
+    def on_image_build_ended(self, message: ImageBuildEnded) -> None:
+        if self.build_progress is not None:
+            self.build_progress.state, self.build_progress.message = message.state, message.message
+        self.notify(
+            f"{message.image}: {message.state} {message.message}",
+            severity="information" if message.state == "built" else "warning",
+        )
+        self._sync("images")
+        self.images = None  # the docker runner's "image missing" marks: list again
+        self.list_images()
 
     def on_matrices_loaded(self, message: MatricesLoaded) -> None:
         self.matrices = message.matrices
@@ -209,6 +241,19 @@ class KitApp(KitWorkers):
 
     def sweep_running(self) -> bool:
         return any(w.group == "run" and w.is_running for w in self.workers)
+
+    def start_image_build(self, image: str) -> None:
+        self.build_progress = BuildProgress(image)
+        self.build_image_variant(image)
+
+    def image_build_running(self) -> bool:
+        return any(w.group == "image-build" and w.is_running for w in self.workers)
+
+    def show_image(self, image: str) -> None:
+        """The Images screen, cursor on `image` ("name:variant"): the Matrices screen's link."""
+        self.switch_mode("images")
+        screen = self.get_screen("images")
+        screen.show_image(image)  # type: ignore[attr-defined]
 
     def open_results(self, run_dir: Path) -> None:
         self.switch_mode("results")

@@ -81,3 +81,21 @@ class BundleMade(_Msg):
     sha256: str
     content_hash: str
     incomplete: bool
+
+
+@dataclass
+class ImageRowsListed(_Msg):
+    rows: list[Any]  # kit.images.listing.ImageRow
+
+
+@dataclass
+class ImageBuildLine(_Msg):
+    image: str  # "torch:cpu"
+    line: str
+
+
+@dataclass
+class ImageBuildEnded(_Msg):
+    image: str
+    state: str  # built | failed | cancelled
+    message: str

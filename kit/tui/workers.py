@@ -7,6 +7,7 @@ state ERROR and `KitApp.on_worker_state_changed` shows it (one place).
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from kit.tui.messages import (
     BundleMade,
     GpuReadings,
     GpusDetected,
+    ImageBuildEnded,
+    ImageBuildLine,
+    ImageRowsListed,
     ImagesListed,
     MatricesLoaded,
     ResultsLoaded,
@@ -34,6 +38,7 @@ from kit.tui.messages import (
 
 class KitWorkers(App[int]):
     config: TuiConfig
+    build_cancel: threading.Event  # set by the Images screen's cancel (KitApp.__init__)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="gpu-detect")
     def detect_gpus(self) -> None:
@@ -127,3 +132,54 @@ class KitWorkers(App[int]):
                 run_dir, result.path, sha256_of(result.path), result.content_hash, result.incomplete
             )
         )
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="image-rows")
+    def list_image_rows(self) -> None:
+        """Every image variant with its stack, lock, base and whether it is built here."""
+        from kit.images.listing import image_rows
+
+        try:
+            import docker.client
+
+            # a daemon busy committing a large layer answers slowly: wait for it a while
+            client = docker.client.from_env(timeout=60)
+            rows = image_rows(client)
+        except Exception as err:  # daemon down or stuck, no permission, SDK missing: say why
+            reason = f"docker: the daemon did not answer ({type(err).__name__}); see `kit doctor`"
+            rows = image_rows(None, reason)
+        self.post_message(ImageRowsListed(rows))
+
+    def _post_build_line(self, image: str, line: str) -> None:
+        self.post_message(ImageBuildLine(image, line))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="image-build")
+    def build_image_variant(self, image: str) -> None:
+        """Build "name:variant" with the Docker SDK, streaming its log; cancellable through
+        `build_cancel`. Build failures are the screen's to show (ImageBuildEnded), not errors
+        of the app."""
+        from kit.errors import KitError
+        from kit.images.build import BuildOptions, build_image
+        from kit.images.registry import image_spec
+        from kit.tui.models.images import ui_build_options
+
+        name, _, variant_name = image.partition(":")
+        spec = image_spec(name)
+        variant = spec.variant(variant_name)
+        options = ui_build_options()
+        if variant.over:  # layered images build FROM the kit's own image, never another base
+            options["base_image"] = None
+        self.build_cancel.clear()
+        try:
+            result = build_image(
+                spec,
+                variant,
+                BuildOptions(**options),  # type: ignore[arg-type]
+                progress=lambda line: self._post_build_line(image, line),
+                cancelled=self.build_cancel.is_set,
+            )
+        except KitError as err:
+            state = "cancelled" if self.build_cancel.is_set() else "failed"
+            self.post_message(ImageBuildEnded(image, state, err.title))
+        else:
+            self.post_message(ImageBuildEnded(image, "built", result.image_id[:19]))
+        self.list_image_rows()

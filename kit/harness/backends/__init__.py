@@ -13,7 +13,7 @@ REGISTRY: dict[str, str | None] = {
     "transformers-compile": "kit.harness.backends.transformers_backend:TransformersBackend",
     "onnxruntime": "kit.harness.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "vllm": "kit.harness.backends.vllm_backend:VllmBackend",
-    "tensorrt": None,
+    "tensorrt": "kit.harness.backends.tensorrt_backend:TensorRTBackend",
     "ollama": None,
 }
 

@@ -78,7 +78,7 @@ def backend_problem(backend: str, runner: str) -> str | None:
         if note:
             return f"backend vllm needs its own environment ({note}): run ./scripts/setup-vllm"
         return None
-    module = {"onnxruntime": "onnxruntime"}.get(backend)
+    module = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}.get(backend)
     if module and not _module_present(module):
         return f"backend {backend} needs Python module {module!r} on the host (or runner docker)"
     return None

@@ -14,6 +14,7 @@ from kit.errors import KitError
 from kit.matrix import Cell, Matrix, parse_selection
 from kit.matrix.estimate import LONG_RUN_S
 from kit.runner.plan import RunRequest
+from kit.tui.models.images import image_for_problem
 from kit.tui.models.matrix_tree import build_tree, cell_problem, estimate_s, fmt_duration
 from kit.tui.models.runs import next_run_dir
 from kit.tui.screens.base import KitScreen
@@ -30,6 +31,7 @@ class MatricesScreen(KitScreen):
         Binding("r", "toggle_runner", "Runner"),
         Binding("c", "clear", "Clear"),
         Binding("g", "go", "Run"),
+        Binding("i", "open_image", "Image", show=False),  # named in the node info instead
     ]
 
     def __init__(self) -> None:
@@ -139,7 +141,19 @@ class MatricesScreen(KitScreen):
         text = f"{node.data.label}: {len(node.data.cell_ids)} cells"
         if reasons:
             text += "\ncan't run: " + "; ".join(sorted(r for r in reasons if r))
+            needed = self.images_needed(node.data.cell_ids)
+            if needed:
+                text += f"\nimage: {', '.join(needed)} (i: Images screen)"
         info.update(text)
+
+    def images_needed(self, cell_ids: tuple[str, ...]) -> list[str]:
+        """The images ("name:variant") the disabled cells among `cell_ids` run in."""
+        found = {
+            image_for_problem(self.cells[c].backend, self.device or self.cells[c].device)
+            for c in cell_ids
+            if self.problem(c)
+        }
+        return sorted(i for i in found if i)
 
     # -- events -----------------------------------------------------------------------------
     def on_matrix_tree_toggled(self, message: MatrixTree.Toggled) -> None:
@@ -191,6 +205,15 @@ class MatricesScreen(KitScreen):
         if self.runner == "docker":
             self.kit.list_images()  # refreshes the "image missing" marks when it answers
         self.refresh_state()
+
+    def action_open_image(self) -> None:
+        """The link from a disabled cell to the image it needs, on the Images screen."""
+        node = self.query_one(MatrixTree).cursor_node
+        needed = self.images_needed(node.data.cell_ids) if node and node.data else []
+        if not needed:
+            self.notify("no disabled cell here needs an image", severity="warning")
+            return
+        self.kit.show_image(needed[0])
 
     def action_clear(self) -> None:
         self.selected.clear()
