@@ -90,7 +90,12 @@ def _ml_stack(backend: str) -> dict[str, object]:
     from kit.env.ml import _version, ml_stack
 
     record: dict[str, object] = {"python": sys.version.split()[0], **ml_stack()}
-    library = {"onnxruntime": "onnxruntime", "vllm": "vllm"}.get(backend)
+    library = {
+        "onnxruntime": "onnxruntime",
+        "vllm": "vllm",
+        "llama-cpp": "llama_cpp",
+        "ollama": "ollama",
+    }.get(backend)
     if library:
         record[library] = _version(library)
     return record
