@@ -19,6 +19,7 @@ a failure, or a cached GGUF whose bytes differ from its manifest, marks the cell
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -30,6 +31,20 @@ from kit.harness.timing import Timer
 
 # fp16: ggml's CPU f16 matmul rounds activations to f16 too (up to 1.3e-2 measured).
 PARITY_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
+
+
+def _head_size(model_dir: Path) -> int | None:
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if config.get("model_type") == "gpt2":
+        return int(config["n_embd"]) // int(config["n_head"])
+    heads = int(config.get("num_attention_heads") or 0)
+    return (
+        int(config.get("head_dim") or (int(config.get("hidden_size", 0)) // heads if heads else 0))
+        or None
+    )
 
 
 def _threads() -> int:
@@ -80,6 +95,12 @@ class LlamaCppBackend:
             return self.missing
         if self.dtype_name not in PARITY_TOLERANCE:
             return f"dtype {self.dtype_name} is not supported by the llama-cpp backend (fp32, fp16)"
+        head = _head_size(Path(self.spec["model_dir"]))
+        if head is not None and head < 2:
+            # Measured with llama-cpp-python 0.3.36: head size 1 (tiny-gpt2: n_embd 2, n_head
+            # 2) aborts the process in llama.cpp's attention (GGML_ASSERT ggml_can_mul_mat);
+            # head sizes 2..384 run.
+            return f"head size {head} is below what llama.cpp's attention supports (>= 2): it aborts (GGML_ASSERT ggml_can_mul_mat)"
         if self.device == "cuda" and not self.llama_cpp.llama_supports_gpu_offload():
             return (
                 "device cuda requested but this llama-cpp-python build has no GPU offload "
