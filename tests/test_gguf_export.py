@@ -26,8 +26,9 @@ pytest.importorskip("gguf", reason="the GGUF export needs the gguf package")
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 PARITY_PROMPTS = ("Hello", "Summarize RLHF in one sentence.", "What is the capital of France?")
-# fp16 "about 1e-2": ggml's CPU f16 matmul rounds the activations to f16 as well as the
-# weights (measured up to 1.3e-2 on a 1-token prompt of gpt2-25m), so 2e-2.
+# fp32 1e-3 holds for gpt2-25m (6.7e-4 measured); fp16 "about 1e-2": ggml's CPU f16 matmul
+# rounds the activations to f16 as well as the weights (measured up to 1.3e-2 on a 1-token
+# prompt of gpt2-25m), so 2e-2. The backend allows fp32 2e-3 (gpt2-100m: 1.16e-3).
 TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
 
 

@@ -29,8 +29,10 @@ from typing import Any
 from kit.harness.backends.base import Call, Verdict
 from kit.harness.timing import Timer
 
-# fp16: ggml's CPU f16 matmul rounds activations to f16 too (up to 1.3e-2 measured).
-PARITY_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
+# "About 1e-3 / 1e-2", widened by what ggml does on CPU and was measured (random weights,
+# logit std 0.4): fp32 6.7e-4 (gpt2-25m) and 1.16e-3 (gpt2-100m) — ggml's CPU GELU goes through
+# an f16 lookup table; fp16 up to 1.3e-2 — its f16 matmul rounds the activations to f16 too.
+PARITY_TOLERANCE = {"fp32": 2e-3, "fp16": 2e-2}
 
 
 def _head_size(model_dir: Path) -> int | None:
