@@ -41,10 +41,13 @@ def tokenizer_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def gpt2_dir(tokenizer_dir: Path) -> Path:
+def gpt2_dir(tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kit.models.prepare import prepare
 
-    return prepare("gpt2-25m", "random").path
+    # Module scope runs before the autouse cache isolation: name the test cache here.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KIT_CACHE", str(tmp_path_factory.getbasetemp() / "kit-cache"))
+        return prepare("gpt2-25m", "random").path
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +84,19 @@ def qwen2_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> 
     return dest
 
 
-def test_gpt2_export_layout_and_cache(gpt2_dir: Path) -> None:
+def test_gpt2_export_layout_and_cache(gpt2_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
     import gguf
 
     from kit.harness.backends.gguf_export import cached_gguf
 
-    first = cached_gguf(gpt2_dir, "fp16")
-    assert first.path.parent.parent == gpt2_dir / "gguf"  # beside the safetensors
+    model = tmp_path / "gpt2-25m"  # a copy: this test tampers with its export
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "prepared.json"):
+        shutil.copyfile(gpt2_dir / name, model / name)
+    first = cached_gguf(model, "fp16")
+    assert first.path.parent.parent == model / "gguf"  # beside the safetensors
     reader = gguf.GGUFReader(str(first.path))
     fields = {f.name: f for f in reader.fields.values()}
 
@@ -109,7 +118,7 @@ def test_gpt2_export_layout_and_cache(gpt2_dir: Path) -> None:
     assert tensors["blk.0.attn_norm.weight"].tensor_type.name == "F32"  # norms stay f32
     assert "output.weight" in tensors and "position_embd.weight" in tensors
     # Cached by content hash, with a manifest; tampered bytes are reported, not trusted.
-    again = cached_gguf(gpt2_dir, "fp16")
+    again = cached_gguf(model, "fp16")
     assert again.reused and again.manifest_ok and again.key == first.key
     manifest = json.loads((first.path.parent / "manifest.json").read_text())
     assert manifest["files_sha256"]["model.gguf"] == first.sha256
@@ -117,9 +126,9 @@ def test_gpt2_export_layout_and_cache(gpt2_dir: Path) -> None:
     with first.path.open("r+b") as handle:
         handle.seek(-4, os.SEEK_END)
         handle.write(b"\x00\x01\x02\x03")
-    assert cached_gguf(gpt2_dir, "fp16").manifest_ok is False
+    assert cached_gguf(model, "fp16").manifest_ok is False
     with pytest.raises(KitError, match="no GGUF export"):
-        cached_gguf(gpt2_dir, "bf16")
+        cached_gguf(model, "bf16")
 
 
 def test_kit_models_export_gguf_command(gpt2_dir: Path) -> None:

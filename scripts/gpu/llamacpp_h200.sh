@@ -24,6 +24,7 @@ mkdir -p "$OUT" "$SITE" "$WHEELS"
 exec > >(tee -a "$OUT/steps.log") 2>&1
 export KIT_CACHE="$OUT/cache" HF_HUB_OFFLINE=1
 timeout 60 $PY -m pip install -q --no-deps --no-index --target "$SITE" "$STAGE"/*.whl || echo "!! deps"
+# --target puts the wheels' packages in $SITE; cmake and nvcc come from the machine.
 export PYTHONPATH="$PWD:$SITE"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; nvcc --version | tail -1; cmake --version | head -1
 if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
@@ -41,7 +42,7 @@ if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
 fi
 timeout 60 $PY -m pip install -q --no-deps --no-index --target "$SITE" "$WHEELS"/llama_cpp_python-*.whl
 $PY -c "import llama_cpp; print('llama_cpp', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())"
-for d in shared/data/gpt2-tokenizer ../shared/data/gpt2-tokenizer; do
+for d in "$STAGE/gpt2-tokenizer" shared/data/gpt2-tokenizer; do
   [[ -f $d/vocab.json ]] && export KIT_GPT2_TOKENIZER_DIR="$(cd "$d" && pwd)"
 done
 echo "tokenizer: ${KIT_GPT2_TOKENIZER_DIR:-none (the export will refuse)}; $(left) s left"

@@ -2,7 +2,7 @@
 # Stage what scripts/gpu/llamacpp_h200.sh carries to the GPU machine (it has no registry):
 # the llama-cpp-python sdist WITHOUT its vendored models/ and docs/ folders and its .git
 # (77 MB -> about 15 MB, under the 64 MiB a call carries) and the wheels of its build and
-# runtime dependencies the GPU host lacks. Run here, from the repository root; then carry
+# runtime dependencies the GPU host lacks, and the GPT-2 tokenizer files. Run here, from the repository root; then carry
 # [".whl/llamacpp-h200"]. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,4 +21,8 @@ fi
 # Build backend (no build isolation there: no registry) and runtime deps, for CPython 3.12.
 $PIP download -q --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
   --no-deps -d "$DEST" "scikit-build-core==0.11.6" "pathspec" "diskcache>=5.6.1" "gguf==0.19.0"
+# The GPT-2 tokenizer (the GGUF export refuses to invent a vocabulary; the GPU machine has no
+# hub): the shared folder's vocab.json + merges.txt.
+TOK=${KIT_GPT2_TOKENIZER_DIR:-../shared/data/gpt2-tokenizer}
+mkdir -p "$DEST/gpt2-tokenizer" && cp "$TOK/vocab.json" "$TOK/merges.txt" "$DEST/gpt2-tokenizer/"
 du -sh "$DEST"; ls -l "$DEST"

@@ -147,13 +147,13 @@ class OllamaBackend:
         return {"server": self.server, "model": self.model_name, "source": self.model_source}
 
     def _import_gguf(self, spec: Any) -> None:
-        from kit.harness.backends.gguf_export import cached_gguf
+        from kit.harness.backends.gguf_export import cached_gguf, gguf_dtype
         from kit.models.tokenizer import find_tokenizer
 
         t0 = time.monotonic_ns()
         export = cached_gguf(Path(self.spec["model_dir"]), self.dtype_name)
         self._phase("export", t0, time.monotonic_ns(), export.to_dict())
-        tag = f"{export.detail.get('dtype') or self.dtype_name}-{export.key[:12]}"
+        tag = f"{gguf_dtype(self.dtype_name)}-{export.key[:12]}"
         self.model_name = f"llm-repro-kit/{self.model_id}:{tag}".lower()
         self.model_source = f"kit GGUF {export.key} (sha256 {export.sha256})"
         config = spec.config
