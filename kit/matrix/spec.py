@@ -260,8 +260,13 @@ def _expand(
             str(raw.get("id")), str(gid), group, settings, book, path, p, ollama_models
         )
         cells += group_cells
+        # --ollama-models local runs other models than the published ones (the tags): their
+        # published values are still validated, but neither kept nor matched.
+        replaced = ollama_models == "local" and "local_models" in group
         for j, entry in enumerate(group.get("published") or []):
             item = _published(str(gid), entry, f"{path}.published[{j}]", p)
+            if item and replaced:
+                continue
             if item:
                 published.append(item)
                 if group_cells and not any(_matches(c, item.match) for c in group_cells):
