@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--select", default=None, help="e.g. 'model=gpt2-*,mode=prefill|kv_decode'")
     show.add_argument("--json", action="store_true", help="print a JSON list of cells")
     show.add_argument("--published", action="store_true", help="also list the published values")
+    show.add_argument(
+        "--ollama-models", choices=("tags", "local"), default="tags",
+        help="ollama groups on their tags (default) or the kit's own GGUF of the same models",
+    )  # fmt: skip
 
 
 def list_result() -> list[dict[str, Any]]:
@@ -80,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                 for group, count in row["groups"].items():
                     print(f"          {count:>5}  {group}")
         return 0
-    matrix = load_matrix(args.name)
+    matrix = load_matrix(args.name, args.ollama_models)
     cells = select_cells(matrix.cells, parse_selection(args.select))
     if not cells:
         raise KitError(

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-HELP = "list the registry's models, or prepare checkpoints and tokenizers in the cache"
+HELP = "list the registry's models, prepare checkpoints and tokenizers, export GGUF"
 
 LIST_COLUMNS = ("id", "family", "params", "n_layer", "from", "tokenizer", "prepared", "role")
 PREPARE_COLUMNS = ("model", "weights", "sha256", "state", "path")
@@ -40,6 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="register a local tokenizer folder (vocab.json+merges.txt, or tokenizer.json)",
     )
     prep.add_argument("--json", action="store_true", help="print JSON")
+    gguf = sub.add_parser(
+        "export-gguf",
+        help="export prepared checkpoints to GGUF (llama-cpp, ollama backends)",
+        description="Export to GGUF beside the safetensors, cached by content hash "
+        "(the backends also do it on demand). Names may use * wildcards.",
+    )
+    gguf.add_argument("names", nargs="+", metavar="MODEL", help="model ids, e.g. gpt2-25m")
+    gguf.add_argument("--dtype", choices=("f32", "f16"), default="f32")
+    gguf.add_argument("--weights", choices=("auto", "hub", "random"), default="auto")
+    gguf.add_argument("--seed", type=int, default=42, help="seed for random weights (42)")
+    gguf.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _human(count: int | None) -> str:
@@ -142,7 +153,25 @@ def render_prepare(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def export_gguf_result(names: list[str], dtype: str, weights: str, seed: int) -> list[dict]:
+    """Prepare each named model, then export it to GGUF (cached). Raises KitError."""
+    from kit.harness.backends.gguf_export import cached_gguf
+    from kit.models.prepare import prepare
+
+    rows = []
+    for model_id in expand_names(names):
+        export = cached_gguf(prepare(model_id, weights, seed).path, dtype)
+        state = "reused" if export.reused else f"exported in {export.export_ms:.0f} ms"
+        rows.append({"model": model_id, "dtype": dtype, "state": state, **export.to_dict()})
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.models_command == "export-gguf":
+        rows = export_gguf_result(args.names, args.dtype, args.weights, args.seed)
+        columns = ("model", "dtype", "key", "state", "manifest_ok", "path")
+        print(json.dumps(rows, indent=2) if args.json else _render_table(rows, columns))
+        return 0
     if args.models_command == "list":
         rows = list_result()
         print(json.dumps(rows, indent=2) if args.json else render_list(rows))

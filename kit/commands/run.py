@@ -70,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--block-reps", type=int, default=5, help="--order interleaved: repetitions per block"
     )
     parser.add_argument(
+        "--ollama-models",
+        choices=("tags", "local"),
+        default="tags",
+        help="ollama groups: their published tags (default), or the kit's own GGUF of the same "
+        "models the other backends run (local)",
+    )
+    parser.add_argument(
         "--allow-unpinned",
         action="store_true",
         help="docker runner: accept images without a lock entry",
@@ -137,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
             idle_baseline_s=args.idle_baseline,
             thermal_gate_c=args.thermal_gate,
             allow_unpinned=args.allow_unpinned,
+            ollama_models=args.ollama_models,
             argv=tuple(sys.argv),
             yes=args.yes,
             start_method=args.start,

@@ -100,7 +100,13 @@ def _ml_stack(backend: str) -> dict[str, object]:
     from kit.env.ml import _version, ml_stack
 
     record: dict[str, object] = {"python": sys.version.split()[0], **ml_stack()}
-    library = {"onnxruntime": "onnxruntime", "vllm": "vllm", "tensorrt": "tensorrt"}.get(backend)
+    library = {
+        "onnxruntime": "onnxruntime",
+        "vllm": "vllm",
+        "tensorrt": "tensorrt",
+        "llama-cpp": "llama_cpp",
+        "ollama": "ollama",
+    }.get(backend)
     if library:
         record[library] = _version(library)
     image = _image_fingerprint()

@@ -60,6 +60,8 @@ def run_cell(
     want = expected_tokens(cell)
     compile_delta: dict[str, Any] = {}
     counts = {"ok": 0, "length_mismatch": 0, "suspicious_fast": 0}
+    # A backend may judge a reply itself (Ollama: eos_truncated, prompt_cache_hit).
+    sample_check = getattr(backend, "sample_check", None)
     if backend.compiles:
         # The first call after torch.compile for this cell's shapes is the compile phase:
         # reported on its own, never a warmup sample.
@@ -88,7 +90,11 @@ def run_cell(
         produced = call.count(timed.result)
         flags: list[str] = []
         status = "ok"
-        if any(n != want for n in produced):
+        judged = sample_check(cell, timed.result) if sample_check else None
+        if judged:
+            status = judged[0]
+            flags.append(judged[1])
+        elif any(n != want for n in produced):
             status = "length_mismatch"
             flags.append(f"produced {produced} tokens, asked {want}")
         elif (
@@ -100,7 +106,7 @@ def run_cell(
             flags.append(f"decode call took {timed.latency_ms:.3f} ms < {SUSPICIOUS_DECODE_MS} ms")
         warm = rep < int(cell["warmup"])
         if not warm:
-            counts[status] += 1
+            counts[status] = counts.get(status, 0) + 1
         out.emit(
             "sample",
             cell=cid,
@@ -126,6 +132,11 @@ def run_cell(
         reasons.append(
             f"{counts['suspicious_fast']} decode calls under {SUSPICIOUS_DECODE_MS} ms on a GPU (TR147 rule: suspicious)"
         )
+    for status, n in counts.items():
+        if n and status not in ("ok", "length_mismatch", "suspicious_fast"):
+            reasons.append(
+                f"{n} of {cell['repetitions']} timed samples were {status} (see their flags)"
+            )
     evidence = {
         **verdict.evidence,
         "sample_counts": counts,

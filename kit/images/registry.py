@@ -256,15 +256,17 @@ IMAGES["tensorrt"] = ImageSpec(
     ),
 )
 
-# Backend (docs/FORMATS.md) -> image; the variant follows the cell's device (for CUDA: the
-# default stack's variant where the image has one per stack).
-BACKEND_IMAGES = {
-    "transformers-eager": "torch",
-    "transformers-compile": "torch",
-    "vllm": "vllm",
-    "onnxruntime": "onnxruntime",
-    "tensorrt": "tensorrt",
-}
+
+# Backend -> image, from the backends' data (kit/matrix/builtin/backends.yaml); the variant
+# follows the cell's device. An image named there but not in IMAGES yet (its locks unwritten,
+# e.g. llamacpp) is left out: its backend reports "no container image yet".
+def _backend_images() -> dict[str, str]:
+    from kit.matrix.backends import backends
+
+    return {b.id: b.image for b in backends().values() if b.image in IMAGES}
+
+
+BACKEND_IMAGES = _backend_images()
 
 
 def repo_root() -> Path:

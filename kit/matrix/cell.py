@@ -8,14 +8,9 @@ import hashlib
 import json
 from typing import Any
 
-BACKENDS = (
-    "transformers-eager",
-    "transformers-compile",
-    "onnxruntime",
-    "tensorrt",
-    "vllm",
-    "ollama",
-)
+from kit.matrix.backends import backend_ids
+
+BACKENDS = backend_ids()  # builtin/backends.yaml: the backends as data
 DEVICES = ("cpu", "cuda")
 MODES = ("prefill", "kv_decode", "e2e_kv", "generate")
 DTYPES = ("fp32", "fp16", "bf16")

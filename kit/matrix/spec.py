@@ -41,6 +41,7 @@ GATE_KEYS = {
     "description": "one sentence",
     "checks": "a list of {check: NAME, ...its options}",
 }
+OLLAMA_MODELS = ("tags", "local")  # ollama groups: published tags, or the kit's own GGUF
 
 SETTINGS = {
     "repetitions": "timed repetitions, an integer >= 1",
@@ -63,6 +64,7 @@ GROUP_KEYS = {
     "description": "one sentence",
     "backends": "a list of {backend, label, device, compile}",
     "models": "a list of model ids or {model, dtype}",
+    "local_models": "ollama groups: the kit models run instead with --ollama-models local",
     "published": "published values with their sources",
     "notes": "a list of sentences",
     **SETTINGS,
@@ -184,20 +186,28 @@ def resolve_path(name: str) -> Path:
     )
 
 
-def load_matrix(name: str) -> Matrix:
-    """Load, validate and expand a matrix; raises MatrixError listing every problem."""
+def load_matrix(name: str, ollama_models: str = "tags") -> Matrix:
+    """Load, validate and expand a matrix; raises MatrixError listing every problem.
+
+    `ollama_models`: "tags" runs the ollama groups on their published Ollama tags; "local"
+    on the kit models of their `local_models` (the kit's own GGUF: the same weights as the
+    other backends). A group without `local_models` keeps its tags."""
+    if ollama_models not in OLLAMA_MODELS:
+        raise v.MatrixError(
+            f"--ollama-models {ollama_models!r} is not a choice", "use tags or local"
+        )
     path = resolve_path(name)
-    return _load(str(path.resolve()))
+    return _load(str(path.resolve()), ollama_models)
 
 
 @cache
-def _load(path_text: str) -> Matrix:
+def _load(path_text: str, ollama_models: str = "tags") -> Matrix:
     path = Path(path_text)
     data = path.read_bytes()
     label = path.name if path.parent == BUILTIN_DIR else str(path)
     raw = load_limited(data, label)
     problems = v.Problems(label)
-    cells, published = _expand(raw, problems)
+    cells, published = _expand(raw, problems, ollama_models)
     problems.raise_if_any()
     groups = tuple(g["id"] for g in raw["groups"])
     return Matrix(
@@ -213,7 +223,9 @@ def _load(path_text: str) -> Matrix:
     )
 
 
-def _expand(raw: Any, p: v.Problems) -> tuple[list[Cell], list[Published]]:
+def _expand(
+    raw: Any, p: v.Problems, ollama_models: str = "tags"
+) -> tuple[list[Cell], list[Published]]:
     if not v.check_keys(p, "(top)", raw, TOP_KEYS, required=("schema", "id", "groups")):
         return [], []
     v.check(p, "schema", raw.get("schema"), lambda s: s == SCHEMA_VERSION, f"{SCHEMA_VERSION}")
@@ -244,10 +256,17 @@ def _expand(raw: Any, p: v.Problems) -> tuple[list[Cell], list[Published]]:
         seen_groups.add(gid)
         settings = {**defaults, **{k: group[k] for k in SETTINGS if k in group}}
         path = f"groups[{i}] ({gid})"
-        group_cells = _expand_group(str(raw.get("id")), str(gid), group, settings, book, path, p)
+        group_cells = _expand_group(
+            str(raw.get("id")), str(gid), group, settings, book, path, p, ollama_models
+        )
         cells += group_cells
+        # --ollama-models local runs other models than the published ones (the tags): their
+        # published values are still validated, but neither kept nor matched.
+        replaced = ollama_models == "local" and "local_models" in group
         for j, entry in enumerate(group.get("published") or []):
             item = _published(str(gid), entry, f"{path}.published[{j}]", p)
+            if item and replaced:
+                continue
             if item:
                 published.append(item)
                 if group_cells and not any(_matches(c, item.match) for c in group_cells):
@@ -501,10 +520,23 @@ def _expand_group(
     book: PromptBook,
     path: str,
     p: v.Problems,
+    ollama_models: str = "tags",
 ) -> list[Cell]:
     settings_ok = _check_settings(s, path, book, p)
     backends = _backends(group, s, path, p)
     models = _models(group, s, path, p)
+    if "local_models" in group:
+        local = _models({"models": group["local_models"]}, s, f"{path}.local_models", p)
+        if any(b["backend"] != "ollama" for b in backends):
+            p.add(f"{path}.local_models", "local_models", "local_models in ollama-only groups")
+        from kit.matrix.models import registry
+
+        known = registry()
+        for j, (model, _dtype) in enumerate(local):
+            if known[model].is_ollama:
+                p.add(f"{path}.local_models[{j}]", model, "a kit model (not an Ollama tag)")
+        if ollama_models == "local":
+            models = local
     if not (settings_ok and backends and models):
         return []
     units: list[

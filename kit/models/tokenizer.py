@@ -93,10 +93,10 @@ def _ensure(folder: Path) -> Path:
     return folder
 
 
-def find_tokenizer(kind: str | None) -> tuple[Tokenizer | None, str]:
-    """The exact tokenizer of `kind` ("gpt2", "qwen2") and its source, or (None, why not)."""
-    if kind is None:
-        return None, "no tokenizer: the backend tokenizes (an Ollama tag)"
+def tokenizer_folder(kind: str) -> tuple[Path, str] | None:
+    """The folder holding the exact `kind` tokenizer's files ("gpt2": vocab.json + merges.txt,
+    "qwen2": tokenizer.json) and its source, first found wins (see the module docstring), or
+    None. Raises KitError when $KIT_GPT2_TOKENIZER_DIR names a folder without the files."""
     names = GPT2_FILES if kind == "gpt2" else QWEN2_FILES
     if kind == "gpt2" and os.environ.get(GPT2_ENV):
         folder = Path(os.environ[GPT2_ENV]).expanduser()
@@ -105,13 +105,20 @@ def find_tokenizer(kind: str | None) -> tuple[Tokenizer | None, str]:
                 f"{GPT2_ENV}={folder} does not hold vocab.json and merges.txt",
                 f"point {GPT2_ENV} at a GPT-2 tokenizer folder, or unset it",
             )
-        return _load(kind, str(folder.resolve())), f"{GPT2_ENV}:{folder}"
+        return folder.resolve(), f"{GPT2_ENV}:{folder}"
     registered = tokenizer_dir(kind)
     if _files_in(registered, names):
-        return _load(kind, str(registered)), f"cache:{registered}"
-    downloaded = _from_hub(kind)
-    if downloaded is not None:
-        return _load(kind, str(downloaded[0])), downloaded[1]
+        return registered, f"cache:{registered}"
+    return _from_hub(kind)
+
+
+def find_tokenizer(kind: str | None) -> tuple[Tokenizer | None, str]:
+    """The exact tokenizer of `kind` ("gpt2", "qwen2") and its source, or (None, why not)."""
+    if kind is None:
+        return None, "no tokenizer: the backend tokenizes (an Ollama tag)"
+    found = tokenizer_folder(kind)
+    if found is not None:
+        return _load(kind, str(found[0])), found[1]
     hint = f"set {GPT2_ENV} or " if kind == "gpt2" else ""
     return None, f"no {kind} tokenizer found ({hint}run `kit models prepare --tokenizer DIR`)"
 

@@ -25,7 +25,14 @@ from kit.runner.docker_process import ContainerProcess
 RUN_LABEL = f"{LABEL_PREFIX}.run"
 OWNER_LABEL = f"{LABEL_PREFIX}.owner"
 GROUP_LABEL = f"{LABEL_PREFIX}.group"
-NETWORKED_BACKENDS = {"ollama": "host"}  # the Ollama server listens on the host
+
+
+def server_of(backend: str) -> str | None:
+    """The server a backend talks to (backends' data: `needs.server`), e.g. ollama."""
+    from kit.matrix.backends import backends
+
+    spec = backends().get(backend)
+    return spec.server if spec else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +107,14 @@ def container_config(
     paths: PathMap,
     run_id: str,
     options: ContainerOptions,
+    server_url: str | None = None,
+    network: str | None = None,
 ) -> dict[str, Any]:
-    """The keyword arguments of `client.containers.create` for one group (pure; tested)."""
+    """The keyword arguments of `client.containers.create` for one group (pure; tested).
+
+    A backend with a server (ollama) gets OLLAMA_HOST=`server_url` and joins `network` (the
+    sidecar's kit network) or, for a server the user named, the host's network; every other
+    backend has no network at all."""
     from docker.types import DeviceRequest, Mount, Ulimit
 
     def bind(path: Path, read_only: bool) -> Any:
@@ -124,6 +137,11 @@ def container_config(
         "TRITON_CACHE_DIR": str(job.compile_cache_dir / "triton"),
         **job.env,
     }
+    network_mode = "none"
+    if server_of(job.backend):
+        network_mode = network or "host"
+        if server_url:
+            env["OLLAMA_HOST"] = server_url
     command = list(options.command or ("python", "-m", "kit.harness", "--input"))
     if options.command is None:
         command.append(str(job.input_path))
@@ -135,7 +153,7 @@ def container_config(
         "environment": env,
         "mounts": mounts,
         "device_requests": devices,
-        "network_mode": NETWORKED_BACKENDS.get(job.backend, "none"),
+        "network_mode": network_mode,
         "shm_size": options.shm_size,
         "mem_limit": options.mem_limit,
         # NVIDIA's recommended limits for CUDA work (pinned memory, deep stacks); CPU groups
@@ -179,6 +197,7 @@ class DockerRunner:
         self._paths: PathMap | None = None
         self._checked: dict[str, dict[str, Any]] = {}  # tag -> what describe() reports
         self._live: dict[str, ContainerProcess] = {}
+        self._sidecar: Any = None  # the run's Ollama server, started on first use
         self._lock = threading.Lock()
         atexit.register(self.close)
 
@@ -217,13 +236,33 @@ class DockerRunner:
         record = self._check_image(job)
         if self._paths is None:
             self._paths = PathMap.from_environment(self.client)
-        config = container_config(job, record["image_id"], self._paths, self.run_id, self.options)
+        server_url, network = self._server_for(job)
+        config = container_config(
+            job, record["image_id"], self._paths, self.run_id, self.options, server_url, network
+        )
         config["labels"][f"{LABEL_PREFIX}.image"] = self.image_tag(job)
         process = ContainerProcess(self.client, job, config, self.options.stop_grace_s)
         with self._lock:
             self._live[job.group_id] = process
         process.on_removed = lambda: self._forget(job.group_id, process)
         return process
+
+    def _server_for(self, job: GroupJob) -> tuple[str | None, str | None]:
+        """(OLLAMA_HOST, network) for a server backend: the user's $OLLAMA_HOST (host
+        network), else the run's sidecar, started once."""
+        if server_of(job.backend) != "ollama":
+            return None, None
+        if os.environ.get("OLLAMA_HOST"):
+            return os.environ["OLLAMA_HOST"], None
+        from kit.runner.ollama_sidecar import OllamaSidecar, SidecarPlan, ollama_image
+
+        with self._lock:
+            if self._sidecar is None:
+                gpu = (job.gpu_index or 0) if job.device == "cuda" else None
+                plan = SidecarPlan(self.run_id, ollama_image(), gpu)
+                self._sidecar = OllamaSidecar(self.client, plan)
+            url = self._sidecar.start()
+            return url, self._sidecar.plan.network
 
     def _forget(self, group_id: str, process: ContainerProcess) -> None:
         with self._lock:
@@ -252,3 +291,6 @@ class DockerRunner:
                 process.stop(grace_s=1.0)
             except Exception:  # at exit, a daemon gone away must not mask the real error
                 pass
+        if self._sidecar is not None:
+            self._sidecar.stop()
+            self._sidecar = None

@@ -17,8 +17,20 @@ from typing import IO, Any
 from kit.errors import KitError
 from kit.runner.base import ExitInfo, GroupJob
 
-# Backends that pin their own torch run in their own venv (scripts/setup-<backend>).
-OWN_VENV = {"vllm": ("KIT_VLLM_PYTHON", ".venv-vllm")}
+
+def _own_venvs() -> dict[str, tuple[str, str]]:
+    """Backends that pin their own torch run in their own venv (scripts/setup-<backend>):
+    `needs.interpreter` in kit/matrix/builtin/backends.yaml."""
+    from kit.matrix.backends import backends
+
+    return {
+        b.id: (b.interpreter_env, b.interpreter_venv)
+        for b in backends().values()
+        if b.interpreter_env and b.interpreter_venv
+    }
+
+
+OWN_VENV = _own_venvs()
 
 
 def python_for(backend: str, default: str) -> tuple[str, str | None]:

@@ -33,6 +33,7 @@ class RunRequest:
     thermal_gate_c: float | None = None
     thermal_gate_max_wait_s: float = 120.0
     allow_unpinned: bool = False
+    ollama_models: str = "tags"  # tags | local (the ollama groups' local_models: kit GGUF)
     argv: tuple[str, ...] = ()
     yes: bool = False  # run a selection estimated over 24 h (kit.matrix.estimate.LONG_RUN_S)
     start_method: str | None = None  # host runner: forkserver | spawn (None: its default)
@@ -47,7 +48,7 @@ class RunRequest:
 def plan_cells(request: RunRequest) -> tuple[Matrix, list[Cell]]:
     """The selected cells with overrides applied, in run order. Raises KitError when the
     selection matches nothing or an override is invalid."""
-    matrix = load_matrix(request.matrix)
+    matrix = load_matrix(request.matrix, request.ollama_models)
     cells = select_cells(matrix.cells, parse_selection(request.selection))
     if not cells:
         raise KitError(

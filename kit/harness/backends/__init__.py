@@ -1,6 +1,8 @@
-"""Backends by name: each is a small module loaded lazily (adding one touches this registry
-and its own module). A backend whose implementation is not in the kit yet is listed with
-`None` and its cells are reported `skipped` with that reason, never faked."""
+"""Backends by name: each is a small module loaded lazily (adding one touches this registry,
+its own module and its entry in kit/matrix/builtin/backends.yaml, the backends' data that the
+orchestrator reads; a test checks the two agree). A backend whose implementation is not in the
+kit yet is listed with `None` and its cells are reported `skipped` with that reason, never
+faked."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ REGISTRY: dict[str, str | None] = {
     "onnxruntime": "kit.harness.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "vllm": "kit.harness.backends.vllm_backend:VllmBackend",
     "tensorrt": "kit.harness.backends.tensorrt_backend:TensorRTBackend",
-    "ollama": None,
+    "llama-cpp": "kit.harness.backends.llamacpp_backend:LlamaCppBackend",
+    "ollama": "kit.harness.backends.ollama_backend:OllamaBackend",
 }
 
 

@@ -60,27 +60,30 @@ def _module_present(name: str) -> bool:
 
 
 def backend_problem(backend: str, runner: str) -> str | None:
-    """Why `backend` cannot run with `runner` on this machine, or None."""
-    from kit.harness.backends import REGISTRY
+    """Why `backend` cannot run with `runner` on this machine, or None (the backends' data,
+    kit/matrix/builtin/backends.yaml, says what each needs)."""
+    from kit.matrix.backends import backend_spec
 
-    target = REGISTRY.get(backend)
-    if target is None:
+    spec = backend_spec(backend)
+    if not spec.implemented:
         return f"backend {backend} is not implemented in this kit version"
     if runner == "docker":
         if not _module_present("kit.runner.docker") or not _module_present("docker"):
             return "the docker runner is not available in this kit"
         return None
-    if backend == "vllm":
-        # vLLM pins its own torch: the host runner starts it with its own interpreter.
+    if spec.interpreter_env:
+        # It pins its own torch: the host runner starts it with its own interpreter.
         from kit.runner.host import python_for
 
-        _python, note = python_for("vllm", "")
+        _python, note = python_for(backend, "")
         if note:
-            return f"backend vllm needs its own environment ({note}): run ./scripts/setup-vllm"
+            return f"backend {backend} needs its own environment ({note}): run ./scripts/setup-{backend}"
         return None
-    module = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}.get(backend)
-    if module and not _module_present(module):
-        return f"backend {backend} needs Python module {module!r} on the host (or runner docker)"
+    for module in spec.python_modules:
+        if module not in ("torch", "transformers") and not _module_present(module):
+            return (
+                f"backend {backend} needs Python module {module!r} on the host (or runner docker)"
+            )
     return None
 
 
