@@ -83,7 +83,9 @@ def start_run(
     request: RunRequest, controls: Controls | None = None, on_event: EventHook | None = None
 ) -> RunOutcome:
     matrix, cells = plan_cells(request)
-    out = request.out
+    # Absolute from here on: group processes run with cwd=<group dir> and bind mounts need
+    # absolute sources, so a relative --out (or the UI's default ./results) must not leak.
+    out = Path(request.out).expanduser().resolve()
     if (out / "run.json").exists():
         raise KitError(
             f"{out} already holds a run",
@@ -155,6 +157,7 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[Cell]]:
 def resume_run(
     run_dir: Path, controls: Controls | None = None, on_event: EventHook | None = None
 ) -> RunOutcome:
+    run_dir = Path(run_dir).expanduser().resolve()  # see start_run
     header, cells = load_run(run_dir)
     settings = dict(header.get("settings") or {})
     _check_devices([c for c in cells])
