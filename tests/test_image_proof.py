@@ -81,9 +81,12 @@ def test_inside_the_kit_image_the_check_passes_and_names_it(docker_images: dict[
         "import json; from kit.harness.gates import check_container; "
         "print(json.dumps(check_container({}, {})))"
     )
+    # this checkout's kit over the image's copy (the daemon is shared: the tag may have been
+    # rebuilt from another tree meanwhile); the fingerprint file is the image's own
+    kit_src = Path(__file__).resolve().parent.parent / "kit"
     proc = subprocess.run(
         ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python",
-         docker_images["kit"], "-c", code],
+         "-v", f"{kit_src}:/opt/kit/src/kit:ro", docker_images["kit"], "-c", code],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -106,6 +106,10 @@ def test_docker_runner_relative_out_and_resume(
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").open()]
     (spawned,) = [e for e in journal if e["event"] == "group_spawned"]
     assert spawned["runner"]["runner"] == "docker"
+    # the images built from the project's own base are pinned (by layers): no --allow-unpinned
+    header = json.loads((run_dir / "run.json").read_text())
+    assert header["image_pinning"] == "pinned"
+    assert [i["pin"] for i in header["images"]] == ["local-base"]
 
     cells = run_dir / "cells.jsonl"
     lines = cells.read_text().splitlines(keepends=True)
