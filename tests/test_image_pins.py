@@ -28,10 +28,7 @@ from tests.conftest import docker_available
 from tests.test_docker_runner import docker_images
 
 __all__ = ["docker_images"]  # the session fixture
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers"),
-]
+needs_docker = pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers")
 TORCH, CPU = image_spec("torch"), image_spec("torch").variant("cpu")
 
 
@@ -73,6 +70,8 @@ def scratch_tags() -> Iterator[list[str]]:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=60)
 
 
+@pytest.mark.docker
+@needs_docker
 def test_an_image_of_the_local_base_is_pinned_by_its_layers(docker_images: dict[str, str]) -> None:
     import docker
 
@@ -84,6 +83,8 @@ def test_an_image_of_the_local_base_is_pinned_by_its_layers(docker_images: dict[
     assert pin.base_image_id == base.image_id and pin.base_layers == base.layers
 
 
+@pytest.mark.docker
+@needs_docker
 def test_a_rebuilt_local_base_unpins_images_of_the_old_one(
     tmp_path: Path, scratch_tags: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,6 +106,8 @@ def test_a_rebuilt_local_base_unpins_images_of_the_old_one(
     assert not pin.pinned and "no longer present" in str(pin.reason)
 
 
+@pytest.mark.docker
+@needs_docker
 def test_a_registry_base_without_a_digest_is_refused_unless_accepted(
     tmp_path: Path, scratch_tags: list[str]
 ) -> None:
@@ -123,3 +126,19 @@ def test_a_registry_base_without_a_digest_is_refused_unless_accepted(
     (record,) = images
     assert record["image"] == image and record["pinned"] is False and record["pin"] == "unpinned"
     assert json.dumps(record)  # goes into run.json as it is
+
+
+def test_the_report_header_says_how_images_were_pinned() -> None:
+    from kit.bundle.report import image_pinning_line
+
+    image = {"image": "llm-repro-kit/torch:cpu", "image_id": "sha256:" + "ab" * 32}
+    assert image_pinning_line({}) == ""  # a run from before image_pinning existed
+    assert image_pinning_line({"image_pinning": "host", "images": []}) == ""
+    pinned = {**image, "pinned": True, "pin": "local-base"}
+    line = image_pinning_line({"image_pinning": "pinned", "images": [pinned]})
+    assert line == (
+        "- image pinning: pinned: `llm-repro-kit/torch:cpu` sha256:abababababab (local-base)"
+    )
+    loose = {**image, "pinned": False, "unpinned_reason": "the lock has no digest"}
+    line = image_pinning_line({"image_pinning": "unpinned", "images": [loose]})
+    assert "**UNPINNED** (accepted for this run)" in line and "the lock has no digest" in line
