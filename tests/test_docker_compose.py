@@ -44,7 +44,7 @@ def test_compose_run_kit_runs_a_sweep_in_sibling_containers(
     env = {**os.environ, "KIT_HOST_RESULTS": str(results), "KIT_HOST_CACHE": str(cache)}
     proc = subprocess.run(
         ["docker-compose", "-f", "compose.cpu.yaml", "run", "--rm", "-T", "kit",
-         "run", "--matrix", "/results/tiny.yaml", "--runner", "docker", "--allow-unpinned",
+         "run", "--matrix", "/results/tiny.yaml", "--runner", "docker",
          "--weights", "random", "--idle-baseline", "0", "--out", "/results/run"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -57,4 +57,9 @@ def test_compose_run_kit_runs_a_sweep_in_sibling_containers(
     assert [str(results), "/results"][::-1] in spawned["runner"]["path_map"]
     assert spawned["runner"]["image"] == "llm-repro-kit/torch:cpu"
     assert any(e["event"] == "sample" for e in journal)
+    # issue 11: pinned without --allow-unpinned (the project's own base, by layers), and the
+    # kit image carries the GPT-2 tokenizer (no "token ids are approximate" warning)
+    header = json.loads((results / "run" / "run.json").read_text())
+    assert header["image_pinning"] == "pinned"
+    assert not [e for e in journal if "approximate" in str(e.get("message", ""))]
     assert no_labelled_containers() == [], RUN_LABEL

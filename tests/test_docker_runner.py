@@ -174,7 +174,10 @@ def test_group_streams_events_and_describes_the_image(
     record = runner.describe(job)
     image_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", images["kit"]],
                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-    assert record["image_id"] == image_id and record["pinned"] is False
+    assert record["image_id"] == image_id
+    # built from the project's own base: pinned by its layers (kit/images/inspect.py)
+    assert record["pinned"] is True and record["pin"] == "local-base"
+    assert record["base_image_id"] and record["base_layers"]
     assert record["fingerprint"]["image"] == "kit" and record["fingerprint"]["pip_freeze"]
 
 

@@ -27,6 +27,9 @@ def test_tr126_gate_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
         checks["cuda_available"]["passed"] is False
     )  # this machine has no GPU: the gate must say so
     assert code == 1 and report["passed"] is False
+    # not a kit image here (a /.dockerenv alone, if any, is no proof: issue 11)
+    assert checks["in_container"]["passed"] is False
+    assert "no kit image fingerprint" in checks["in_container"]["detail"]
     assert (
         checks["inductor_graph_breaks"]["passed"] and checks["inductor_graph_breaks"]["value"] == 0
     )

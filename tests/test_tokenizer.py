@@ -22,8 +22,10 @@ SEPARATOR = "\n__ggml_vocab_test__\n"
 
 @pytest.fixture
 def no_tokenizer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No env folder, an empty cache, and the hub offline (conftest sets HF_HUB_OFFLINE)."""
+    """No env folder, an empty cache, no packaged copy, and the hub offline (conftest sets
+    HF_HUB_OFFLINE)."""
     monkeypatch.delenv(tk.GPT2_ENV, raising=False)
+    monkeypatch.setattr(tk, "PACKAGED_GPT2", tmp_path / "no-packaged-tokenizer")
     monkeypatch.setenv("KIT_CACHE", str(tmp_path / "empty-cache"))
 
 
@@ -159,3 +161,49 @@ def test_exact_length_ids_have_exactly_n_tokens(
 def test_exact_length_rejects_non_positive_lengths() -> None:
     with pytest.raises(KitError, match="at least 1"):
         tk.exact_length_ids("gpt2-25m", 0)
+
+
+def test_gpt2_is_exact_with_no_setup_at_all(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No env folder, an empty cache, the hub offline: the copy shipped with the kit is used
+    (issue 11: every containerized run warned "token ids are approximate")."""
+    monkeypatch.delenv(tk.GPT2_ENV, raising=False)
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path / "empty-cache"))
+    hello = tk.tokenize("gpt2-25m", "Hello")
+    assert (hello.ids, hello.method) == ([15496], "exact")
+    assert hello.source == f"package:{tk.PACKAGED_GPT2}"
+    assert len(tk.tokenize("gpt2-100m", "Summarize RLHF in one sentence.").ids) == 9
+    assert tk.exact_length_tokens("gpt2-25m", 3).ids == [15460, 1387, 24812]
+
+
+@needs_gpt2
+def test_the_packaged_copy_is_the_reference_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert GPT2_DIR is not None
+    for name in tk.GPT2_FILES:
+        assert (tk.PACKAGED_GPT2 / name).read_bytes() == (GPT2_DIR / name).read_bytes()
+    monkeypatch.delenv(tk.GPT2_ENV, raising=False)
+    tok, source = tk.find_tokenizer("gpt2")
+    assert tok is not None and source.startswith("package:")
+    assert [tok.encode(t, add_special_tokens=False).ids for t, _ in _vectors()] == [
+        ids for _, ids in _vectors()
+    ]
+
+
+def test_the_wheel_ships_the_tokenizer(tmp_path: Path) -> None:
+    """Package data, not a file that only a checkout has: the built wheel carries it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(repo)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("vocab.json", "merges.txt", "README.md"):
+        assert f"kit/models/data/gpt2/{name}" in names

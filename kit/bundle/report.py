@@ -134,6 +134,26 @@ ONEOFF_NOTE = (
 )
 
 
+def image_pinning_line(run: dict[str, Any]) -> str:
+    """run.json's images and how they were pinned, as one header line ("" for the host runner
+    and for runs from before run.json recorded it)."""
+    pinning = run.get("image_pinning")
+    if pinning in (None, "host"):
+        return ""
+    shown = "; ".join(
+        f"`{i.get('image')}` {str(i.get('image_id'))[:19]} "
+        + (f"({i.get('pin')})" if i.get("pinned") else f"(unpinned: {i.get('unpinned_reason')})")
+        for i in run.get("images") or []
+    )
+    word = "pinned" if pinning == "pinned" else "**UNPINNED** (accepted for this run)"
+    return f"- image pinning: {word}: {shown}"
+
+
+def _run_json(data: ReportData) -> dict[str, Any]:
+    run = data.env.get("run")
+    return run if isinstance(run, dict) else {}
+
+
 def _header(data: ReportData, verification: str | None = None) -> list[str]:
     m = data.manifest
     counts = ", ".join(f"{n} {s}" for s, n in sorted(m["cells"]["by_status"].items()))
@@ -144,6 +164,7 @@ def _header(data: ReportData, verification: str | None = None) -> list[str]:
         f"# Report: {m['matrix'].get('id')} run of {m.get('created_utc')}",
         "",
         *header_lines(data, verification),
+        image_pinning_line(_run_json(data)),
         f"- cells: {counts}" + ("; **INCOMPLETE run**" if m.get("incomplete") else ""),
         f"- GPU energy over whole cell windows (cell_started..cell_finished: load, compile, "
         f"warmups and gaps included): {_f(1)(energy)} J"

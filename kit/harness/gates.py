@@ -54,11 +54,11 @@ def check_triton(check: dict[str, Any], _spec: dict[str, Any]) -> tuple[bool, An
 
 
 def check_container(_check: dict[str, Any], _spec: dict[str, Any]) -> tuple[bool, Any, str, str]:
-    from kit.env.host import container_info
+    """Inside one of the kit's own images (its fingerprint file), not merely "a container"."""
+    from kit.env.image_proof import kit_image_proof
 
-    info = container_info()
-    detail = ", ".join(info["evidence"]) or "no /.dockerenv, no container cgroup"
-    return bool(info["in_container"]), bool(info["in_container"]), "true", detail
+    proof = kit_image_proof()
+    return proof.in_kit_image, proof.image or False, "a kit image", proof.detail
 
 
 def _load(spec: dict[str, Any], dtype: str, device: str) -> Any:

@@ -66,20 +66,20 @@ def image_rows(client: Any | None, daemon_error: str | None = None) -> list[Imag
 def _with_build_facts(client: Any, row: ImageRow, spec: ImageSpec, variant: Variant) -> ImageRow:
     import docker.errors
 
-    from kit.images.inspect import image_facts, unpinned_reason
+    from kit.images.inspect import image_facts, pin_status
 
     try:
         facts = image_facts(client, row.tag)
     except docker.errors.ImageNotFound:
         return dataclasses.replace(row, built=False)
-    reason = unpinned_reason(facts, spec, variant)
+    pin = pin_status(facts, spec, variant, client)  # a local base: pinned by its layers
     return dataclasses.replace(
         row,
         built=True,
         image_id=facts.image_id,
         built_from=facts.base_image,
-        pinned=reason is None,
-        unpinned_reason=reason,
+        pinned=pin.pinned,
+        unpinned_reason=pin.reason,
     )
 
 

@@ -2,7 +2,8 @@
 
 Where a tokenizer comes from, first found wins:
 - gpt2: `$KIT_GPT2_TOKENIZER_DIR` (vocab.json + merges.txt), then the folder registered with
-  `kit models prepare --tokenizer DIR` (copied into the cache), then the hub
+  `kit models prepare --tokenizer DIR` (copied into the cache), then the copy shipped with the
+  kit (`kit/models/data/gpt2`, package data: every image carries it), then the hub
   (openai-community/gpt2, downloaded once into the cache). Local first: the files are the same
   GPT-2 BPE data, and a benchmark should not wait on the network.
 - qwen2: a registered tokenizer.json, then the hub (Qwen/Qwen2.5-0.5B: every Qwen2.5 size
@@ -38,6 +39,8 @@ from kit.models.cache import tokenizer_dir
 GPT2_ENV = "KIT_GPT2_TOKENIZER_DIR"
 GPT2_FILES = ("vocab.json", "merges.txt")
 QWEN2_FILES = ("tokenizer.json",)
+# The GPT-2 BPE data shipped as package data (MIT; see its README.md).
+PACKAGED_GPT2 = Path(__file__).resolve().parent / "data" / "gpt2"
 HUB_REPO = {"gpt2": "openai-community/gpt2", "qwen2": "Qwen/Qwen2.5-0.5B"}
 # First special-token id: regular tokens are below it (fallback ids stay there too).
 FIRST_SPECIAL = {"gpt2": 50256, "qwen2": 151643, None: 32000}
@@ -109,6 +112,8 @@ def tokenizer_folder(kind: str) -> tuple[Path, str] | None:
     registered = tokenizer_dir(kind)
     if _files_in(registered, names):
         return registered, f"cache:{registered}"
+    if kind == "gpt2" and _files_in(PACKAGED_GPT2, names):
+        return PACKAGED_GPT2, f"package:{PACKAGED_GPT2}"
     return _from_hub(kind)
 
 

@@ -221,6 +221,12 @@ class DockerRunner:
         for job in jobs:
             self._check_image(job)
 
+    def image_pins(self, cells: list[Any]) -> list[dict[str, Any]]:
+        """How each image the cells need is pinned (kit.runner.preflight.image_pins)."""
+        from kit.runner.preflight import image_pins
+
+        return image_pins(self.client, cells, self.image_overrides)
+
     def _check_image(self, job: GroupJob) -> dict[str, Any]:
         from kit.runner.preflight import check_image_for_job
 

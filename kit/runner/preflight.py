@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from kit.errors import KitError
-from kit.images.inspect import image_facts, image_fingerprint, require_pinned, unpinned_reason
+from kit.images.inspect import image_facts, image_fingerprint, pin_status
 from kit.images.registry import LABEL_PREFIX, image_for_backend
 from kit.runner.base import GroupJob
 
@@ -141,6 +141,48 @@ def image_missing(tag: str, spec_name: str, variant: str) -> KitError:
     )
 
 
+def unpinned_error(tag: str, reason: str, spec_name: str, variant: str) -> KitError:
+    return KitError(
+        f"image {tag} is not pinned: {reason}",
+        "run scripts/lock-images where the registry answers and rebuild "
+        f"(kit images build {spec_name} --variant {variant}), or pass --allow-unpinned "
+        "(the UI asks), which the run records",
+    )
+
+
+def image_pins(
+    client: Any, cells: list[Any], overrides: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One record per image the cells need: tag, image id, and how it is pinned (or why not).
+    `overrides` maps "torch:cpu" to another local tag (tests). Raises KitError when an image
+    is not built."""
+    import docker.errors
+
+    import docker
+
+    records: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        try:
+            spec, variant = image_for_backend(cell.backend, cell.device)
+        except KitError:
+            continue  # a backend without an image: its groups say so when they start
+        tag = (overrides or {}).get(f"{spec.name}:{variant.name}", spec.tag(variant))
+        if tag in records:
+            continue
+        try:
+            facts = image_facts(client, tag)
+        except docker.errors.ImageNotFound:
+            raise image_missing(tag, spec.name, variant.name) from None
+        pin = pin_status(facts, spec, variant, client)
+        records[tag] = {
+            "image": tag,
+            "image_id": facts.image_id,
+            "base_image": facts.base_image,
+            **pin.to_json(),
+        }
+    return list(records.values())
+
+
 def check_image_for_job(
     client: Any, job: GroupJob, tag: str, *, allow_unpinned: bool
 ) -> dict[str, Any]:
@@ -154,7 +196,9 @@ def check_image_for_job(
         facts = image_facts(client, tag)
     except docker.errors.ImageNotFound:
         raise image_missing(tag, spec.name, variant.name) from None
-    require_pinned(facts, spec, variant, allow_unpinned)
+    pin = pin_status(facts, spec, variant, client)
+    if not pin.pinned and not allow_unpinned:
+        raise unpinned_error(tag, pin.reason or "", spec.name, variant.name)
     fingerprint = image_fingerprint(client, facts)
     image_cuda = (fingerprint.get("ml_stack") or {}).get("cuda")
     if job.device == "cuda":
@@ -163,8 +207,7 @@ def check_image_for_job(
     return {
         **facts.to_json(),
         "image": tag,
-        "pinned": unpinned_reason(facts, spec, variant) is None,
-        "unpinned_reason": unpinned_reason(facts, spec, variant),
+        **pin.to_json(),
         "image_cuda": image_cuda,
         "fingerprint": fingerprint,
         "docker_server": client.version().get("Version"),

@@ -79,11 +79,32 @@ def _check_devices(cells: list[Cell]) -> dict[str, Any]:
     return detection.to_dict()
 
 
+def _image_pins(
+    runner: Any, cells: list[Cell], allow_unpinned: bool
+) -> tuple[list[dict[str, Any]], str]:
+    """The images the run will use and how each is pinned, checked BEFORE the run directory
+    exists; run.json's `image_pinning`: "host" (no images), "pinned", or "unpinned" (accepted
+    with --allow-unpinned or in the UI). Raises KitError for an unpinned image otherwise."""
+    if not hasattr(runner, "image_pins"):
+        return [], "host"
+    from kit.runner.preflight import unpinned_error
+
+    images: list[dict[str, Any]] = runner.image_pins(cells)
+    unpinned = [r for r in images if not r["pinned"]]
+    if unpinned and not allow_unpinned:
+        first = unpinned[0]
+        name, _, variant = first["image"].rpartition("/")[2].partition(":")
+        raise unpinned_error(first["image"], first["unpinned_reason"] or "", name, variant)
+    return images, "unpinned" if unpinned else "pinned"
+
+
 def start_run(
     request: RunRequest, controls: Controls | None = None, on_event: EventHook | None = None
 ) -> RunOutcome:
     matrix, cells = plan_cells(request)
-    out = request.out
+    # Absolute from here on: group processes run with cwd=<group dir> and bind mounts need
+    # absolute sources, so a relative --out (or the UI's default ./results) must not leak.
+    out = Path(request.out).expanduser().resolve()
     if (out / "run.json").exists():
         raise KitError(
             f"{out} already holds a run",
@@ -98,6 +119,7 @@ def start_run(
         raise KitError(f"--block-reps {request.block_reps} is out of range", "give 1 or more")
     detection = _check_devices(cells)
     runner = make_runner(request.runner, request)
+    images, pinning = _image_pins(runner, cells, request.allow_unpinned)
     out.mkdir(parents=True, exist_ok=True)
     settings = {
         k: v for k, v in dataclasses.asdict(request).items() if k not in ("out", "argv", "matrix")
@@ -116,6 +138,8 @@ def start_run(
         "order_seed": request.order_seed,
         "settings": settings,
         "gpus_at_start": detection,
+        "image_pinning": pinning,
+        "images": images,
     }
     write_run_header(out, header, cells, matrix.path)
     return _execute(out, cells, settings, runner, controls, on_event, resumed=False)
@@ -155,12 +179,18 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[Cell]]:
 def resume_run(
     run_dir: Path, controls: Controls | None = None, on_event: EventHook | None = None
 ) -> RunOutcome:
+    run_dir = Path(run_dir).expanduser().resolve()  # see start_run
     header, cells = load_run(run_dir)
     settings = dict(header.get("settings") or {})
     _check_devices([c for c in cells])
     runner = make_runner(
         header.get("runner", "host"),
-        RunRequest(matrix="", out=run_dir, start_method=settings.get("start_method")),
+        RunRequest(
+            matrix="",
+            out=run_dir,
+            start_method=settings.get("start_method"),
+            allow_unpinned=bool(settings.get("allow_unpinned")),
+        ),
     )
     return _execute(run_dir, cells, settings, runner, controls, on_event, resumed=True)
 

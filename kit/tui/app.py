@@ -8,6 +8,7 @@ holds the shared state (detection, GPU history, the run's progress) and owns eve
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +32,7 @@ from kit.tui.messages import (
     ImageRowsListed,
     ImagesListed,
     MatricesLoaded,
+    PinsChecked,
     ResultsLoaded,
     RunEnded,
     RunEvent,
@@ -224,7 +226,27 @@ class KitApp(KitWorkers):
 
     # -- actions the screens call ----------------------------------------------------------
     def start_run(self, request: RunRequest) -> None:
+        """A docker run first checks how its images are pinned (`on_pins_checked`)."""
+        if request.runner == "docker" and not request.allow_unpinned:
+            self.check_pins(request)
+            return
         self._start_sweep(request, None)
+
+    def on_pins_checked(self, message: PinsChecked) -> None:
+        from kit.tui.screens.unpinned import UnpinnedScreen
+
+        request = message.request
+        if all(image["pinned"] for image in message.images):
+            self._start_sweep(request, None)
+            return
+
+        def answered(accept: bool | None) -> None:
+            if accept:
+                self._start_sweep(dataclasses.replace(request, allow_unpinned=True), None)
+            else:
+                self.notify("run cancelled: its images are not pinned", severity="warning")
+
+        self.push_screen(UnpinnedScreen(message.images), answered)
 
     def resume_run(self, run_dir: Path) -> None:
         self._start_sweep(None, run_dir)

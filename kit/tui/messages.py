@@ -99,3 +99,11 @@ class ImageBuildEnded(_Msg):
     image: str
     state: str  # built | failed | cancelled
     message: str
+
+
+@dataclass
+class PinsChecked(_Msg):
+    """The images a docker run would use, and how each is pinned (before the run starts)."""
+
+    request: Any  # the RunRequest waiting for them
+    images: list[dict[str, Any]]

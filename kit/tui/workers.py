@@ -28,6 +28,7 @@ from kit.tui.messages import (
     ImageRowsListed,
     ImagesListed,
     MatricesLoaded,
+    PinsChecked,
     ResultsLoaded,
     RunEnded,
     RunEvent,
@@ -84,6 +85,16 @@ class KitWorkers(App[int]):
         except Exception as err:  # daemon down, no permission, SDK missing: say why
             reason = f"the daemon cannot be reached ({type(err).__name__}); see `kit doctor`"
             self.post_message(ImagesListed(LocalImages(reason=reason)))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pins")
+    def check_pins(self, request: RunRequest) -> None:
+        """How the images of a docker run are pinned, asked before the run (issue 11)."""
+        from kit.runner.plan import plan_cells
+        from kit.runner.service import make_runner
+
+        _matrix, cells = plan_cells(request)
+        images = make_runner("docker", request).image_pins(cells)
+        self.post_message(PinsChecked(request, images))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run")
     def run_sweep(

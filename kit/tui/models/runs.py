@@ -10,8 +10,10 @@ from pathlib import Path
 
 
 def results_dir_default() -> Path:
-    """`KIT_RESULTS` when set, else ./results."""
-    return Path(os.environ.get("KIT_RESULTS") or "results")
+    """`KIT_RESULTS` when set, else `KIT_RESULTS_DIR` (the compose files' results volume,
+    /results: the kit container's working directory is that volume, so ./results would nest
+    a second folder in it), else ./results of the working directory."""
+    return Path(os.environ.get("KIT_RESULTS") or os.environ.get("KIT_RESULTS_DIR") or "results")
 
 
 @dataclasses.dataclass(frozen=True)
