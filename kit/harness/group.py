@@ -4,10 +4,23 @@ Statuses: a sample is `ok`, `length_mismatch` (produced a different number of to
 asked) or `suspicious_fast` (TR147's rule: a decode call under 1 ms on a GPU). A cell is `ok`,
 `degraded` (reasons), `crash` (the exception's message; no sample of the failing repetition
 is written) or `skipped` (reason).
+
+Under the group option `on_error: continue` (a cell field) a failing call is an `error` sample
+(latency null, its message in `error`) and the cell keeps calling until its repetitions are
+done; the cell is `degraded` with "k of N timed calls failed" (`crash` when every timed call
+failed). A fatal device error (illegal memory access, device-side assert) still ends the cell
+and the process.
+
+Test hook (tests only, documented in docs/FORMATS.md): the environment variable
+`KIT_TEST_CALL_HOOK` holds JSON `{"fail": [reps], "slow": [reps], "slow_ms": N, "mode": M}`;
+the listed repetitions (warmups count from 0) of cells of mode M (any mode when absent) raise
+`RuntimeError("test hook: ...")` inside the timed call, or sleep `slow_ms` more inside it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 import traceback
@@ -19,6 +32,45 @@ from kit.harness.timing import Timed
 
 SUSPICIOUS_DECODE_MS = 1.0
 DECODE_MODES = ("kv_decode", "e2e_kv", "generate")
+
+
+DEVICE_FATAL_MARKERS = ("illegal memory access", "device-side assert", "unspecified launch failure")
+TEST_HOOK_ENV = "KIT_TEST_CALL_HOOK"
+
+
+def _test_hook(cell: dict[str, Any]) -> dict[str, Any]:
+    """The test hook's settings for this cell (empty when unset or for another mode)."""
+    text = os.environ.get(TEST_HOOK_ENV)
+    if not text:
+        return {}
+    hook = json.loads(text)
+    if hook.get("mode") not in (None, cell["mode"]):
+        return {}
+    return dict(hook)
+
+
+def _hooked(run: Any, rep: int, hook: dict[str, Any]) -> Any:
+    """`run` wrapped by the test hook for repetition `rep` (the same `run` when not hooked)."""
+    if rep in hook.get("fail", ()):
+
+        def failing(state: Any) -> Any:
+            raise RuntimeError(f"test hook: {TEST_HOOK_ENV} fails repetition {rep}")
+
+        return failing
+    if rep in hook.get("slow", ()):
+
+        def slow(state: Any) -> Any:
+            time.sleep(float(hook.get("slow_ms", 20)) / 1000.0)
+            return run(state)
+
+        return slow
+    return run
+
+
+def device_fatal(err: BaseException) -> bool:
+    """An error after which the CUDA context is poisoned: the process must end."""
+    text = f"{type(err).__name__}: {err}"
+    return any(marker in text for marker in DEVICE_FATAL_MARKERS)
 
 
 class FatalCellError(Exception):
@@ -81,12 +133,33 @@ def run_cell(
             detail=compile_delta,
         )
     total = int(cell["warmup"]) + int(cell["repetitions"])
+    keep_going = cell.get("on_error", "stop") == "continue"
+    hook = _test_hook(cell)
+    errors: list[str] = []
     for rep in range(total):
         call = backend.call(cell, prompt_ids, rep)
-        if int(cell.get("concurrency", 1)) > 1:
-            timed = _concurrent(backend, call, int(cell["concurrency"]))
-        else:
-            timed = backend.timer.measure(call.run, call.setup())
+        if hook:
+            call.run = _hooked(call.run, rep, hook)
+        try:
+            if int(cell.get("concurrency", 1)) > 1:
+                timed = _concurrent(backend, call, int(cell["concurrency"]))
+            else:
+                timed = backend.timer.measure(call.run, call.setup())
+        except Exception as err:
+            if not keep_going or device_fatal(err):
+                raise
+            warm = rep < int(cell["warmup"])
+            message = f"{type(err).__name__}: {err}".strip()[:500]
+            if not warm:
+                errors.append(message)
+            out.log(traceback.format_exc(), level="error")
+            _recover(backend)
+            out.emit(
+                "sample", cell=cid, phase=cell["mode"], rep=rep, warmup=warm, latency_ms=None,
+                cuda_event_ms=None, tokens_in=len(prompt_ids[0]), tokens_out=0,
+                t0_ns=None, t1_ns=None, status="error", flags=[], error=message,
+            )  # fmt: skip
+            continue
         produced = call.count(timed.result)
         flags: list[str] = []
         status = "ok"
@@ -137,16 +210,24 @@ def run_cell(
             reasons.append(
                 f"{n} of {cell['repetitions']} timed samples were {status} (see their flags)"
             )
+
+    status = "degraded" if reasons else "ok"
+    if errors:
+        n_timed = int(cell["repetitions"])
+        reasons.append(
+            f"{len(errors)} of {n_timed} timed calls failed (on_error: continue); first: {errors[0]}"
+        )
+        status = "crash" if len(errors) == n_timed else "degraded"
     evidence = {
         **verdict.evidence,
-        "sample_counts": counts,
+        "sample_counts": {**counts, "error": len(errors)},
         "tokens_expected": want,
         "timing": "cuda events + synchronized perf_counter" if device == "cuda" else "perf_counter",
     }
     out.emit(
         "cell_finished",
         cell=cid,
-        status="degraded" if reasons else "ok",
+        status=status,
         reasons=reasons,
         evidence=evidence,
     )

@@ -61,6 +61,9 @@ class Cell:
     sampling: dict[str, Any]
     seed: int
     extension: bool = False
+    # "continue": a failing call is an `error` sample and the cell goes on (TR147 v4A). Left
+    # out of fields() (and so of the id) when "stop", so that older cells keep their ids.
+    on_error: str = "stop"
 
     @functools.cached_property
     def id(self) -> str:
@@ -68,7 +71,10 @@ class Cell:
 
     def fields(self) -> dict[str, Any]:
         """Every field except the id, as plain JSON-able values."""
-        return dataclasses.asdict(self)
+        fields = dataclasses.asdict(self)
+        if fields["on_error"] == "stop":
+            del fields["on_error"]
+        return fields
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **self.fields()}
