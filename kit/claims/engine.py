@@ -73,6 +73,12 @@ def clean(value: Any) -> Any:
     return value
 
 
+def first_line(reasons: Sequence[str], limit: int = 160) -> str:
+    """The first line of the first reason, shortened (crash reasons carry stack traces)."""
+    text = reasons[0].strip().splitlines()[0] if reasons and reasons[0].strip() else "no reason"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _sides(claim: Claim) -> list[Selection]:
     if claim.rule == "ordering":
         return [s for r in claim.relations for s in (r.a, r.b)]
@@ -125,10 +131,14 @@ def evaluate_claim(claim: Claim, ev: Evidence) -> ClaimResult:
     coverage = {"cells_run": k, "cells_planned": K}
     if K == 0:
         return _result(claim, rules.NOT_RUN, "the run's matrix has no cell this claim needs", **coverage)  # fmt: skip
+    lacking = [s.expression for s in _sides(claim) if not any(s.matches(c) for c in planned)]
+    if lacking:
+        why = f"the run's matrix has no cell for side {lacking[0]!r}"
+        return _result(claim, rules.NOT_RUN, why, **coverage)
     if k == 0:
         skipped = [e for e in mine if e.status == "skipped"]
         why = (
-            f"its cells were skipped: {skipped[0].reasons[0] if skipped[0].reasons else 'no reason'}"
+            f"its cells were skipped: {first_line(skipped[0].reasons)}"
             if skipped
             else f"none of its {K} cells ran in this run"
         )
@@ -175,7 +185,7 @@ def _evaluate_rule(claim: Claim, cells: list[CellEvidence]) -> ClaimResult:
             crashed = [e for e in group if e.status == "crash"]
             why = f"no timed ok samples on side {'A' if not a else 'B'}"
             if crashed:
-                why += f"; {len(crashed)} cells crashed: {crashed[0].reasons[0] if crashed[0].reasons else ''}"[:300]  # fmt: skip
+                why += f"; {len(crashed)} cells crashed: {first_line(crashed[0].reasons)}"
             keys.append(rules.KeyResult(key, rules.INCONCLUSIVE, "ratio", math.nan, math.nan, math.nan, 0, pub_text, why, unstable))  # fmt: skip
             continue
         if claim.rule == "direction":
@@ -229,8 +239,8 @@ def _share(claim: Claim, cells: list[CellEvidence]) -> ClaimResult:
             f"{len(whole)} cells crashed as a whole at one call (the process ended at its first "
             "error): the per-call share is not measured; it needs the group option on_error: continue"
         )
-        first = whole[0].reasons[0] if whole and whole[0].reasons else ""
-        key = rules.KeyResult("", rules.INCONCLUSIVE, "share", math.nan, math.nan, math.nan, 0, published.text, f"{why} ({first[:160]})")  # fmt: skip
+        first = first_line(whole[0].reasons)
+        key = rules.KeyResult("", rules.INCONCLUSIVE, "share", math.nan, math.nan, math.nan, 0, published.text, f"{why} ({first})")  # fmt: skip
         return _summary(claim, [key], "call share")
     k = sum(e.by_status.get(s, 0) for e in counted for s in claim.statuses)
     n = sum(e.n_timed for e in counted)

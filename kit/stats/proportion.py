@@ -31,4 +31,6 @@ def wilson_interval(k: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> I
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if k == 0 else max(0.0, centre - half)  # exact ends: no rounding residue
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return Interval(low, high)
