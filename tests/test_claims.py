@@ -137,12 +137,13 @@ def test_each_verdict_kind_from_planted_evidence(tmp_path: Path) -> None:
     assert got["gate"].verdict == "not run" and "--record" in got["gate"].why
     assert got["ext"].verdict == "not run" and got["ext"].why == "needs three Triton versions"
     # an inconclusive direction: the same distribution on both sides
-    same = Evidence(
-        "m",
-        {e.cell.id: e for e in (_ev(_cell("m1", "fast"), _noisy(1.0, seed=1)), _ev(_cell("m1", "slow"), _noisy(1.0, seed=2)))},  # fmt: skip
-        None, {}, [],
-    )  # fmt: skip
-    assert {r.id: r.verdict for r in evaluate(load_claims(path), same).results}["dir"] == "inconclusive"  # fmt: skip
+    pair = [
+        _ev(_cell("m1", "fast"), _noisy(1.0, seed=1)),
+        _ev(_cell("m1", "slow"), _noisy(1.0, seed=2)),
+    ]
+    same = Evidence("m", {e.cell.id: e for e in pair}, None, {}, [])
+    verdicts = {r.id: r.verdict for r in evaluate(load_claims(path), same).results}
+    assert verdicts["dir"] == "inconclusive"
     # the gate from its record
     evidence.gates["m"] = {"matrix": "m", "device": "cpu", "passed": False,
                            "checks": [{"check": "cuda_available", "passed": False, "value": False}, {"check": "x", "passed": True}]}  # fmt: skip
