@@ -140,6 +140,7 @@ def run_cell(
         call = backend.call(cell, prompt_ids, rep)
         if hook:
             call.run = _hooked(call.run, rep, hook)
+        t0_ns = time.monotonic_ns()
         try:
             if int(cell.get("concurrency", 1)) > 1:
                 timed = _concurrent(backend, call, int(cell["concurrency"]))
@@ -157,7 +158,7 @@ def run_cell(
             out.emit(
                 "sample", cell=cid, phase=cell["mode"], rep=rep, warmup=warm, latency_ms=None,
                 cuda_event_ms=None, tokens_in=len(prompt_ids[0]), tokens_out=0,
-                t0_ns=None, t1_ns=None, status="error", flags=[], error=message,
+                t0_ns=t0_ns, t1_ns=time.monotonic_ns(), status="error", flags=[], error=message,
             )  # fmt: skip
             continue
         produced = call.count(timed.result)

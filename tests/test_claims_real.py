@@ -1,0 +1,111 @@
+"""Claims on real CPU runs: per-call errors (the harness test hook), an unstable cell from a
+planted slow window, and the TR126 phase-2 / TR147 v1 claims regenerated from a bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from kit.bundle.build import build_bundle
+from kit.claims import claims_for_path
+from kit.claims.render import dumps
+from kit.claims.source import open_evidence
+from kit.runner.journal import read_jsonl
+from tests.cli_runs import REPO
+
+pytestmark = pytest.mark.slow
+
+HOOKED = """
+schema: 1
+id: hooked
+title: per-call errors under the test hook
+defaults: {device: cpu, repetitions: 12, warmup: 1, max_new_tokens: 2, seed: 42}
+groups:
+  - id: keep-going
+    on_error: continue
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill]
+  - id: stop
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill]
+"""
+
+
+def test_failing_calls_are_error_samples_and_a_slow_window_is_unstable(tmp_path: Path) -> None:
+    # reps count warmups: rep 0 is the warmup; 3 and 6 fail; 10..12 (the last window) are slow
+    hook = {"fail": [3, 6], "slow": [10, 11, 12], "slow_ms": 40, "mode": "prefill"}
+    env = {**os.environ, "KIT_TEST_CALL_HOOK": json.dumps(hook)}
+    (tmp_path / "hooked.yaml").write_text(HOOKED)
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "run", "--matrix", str(tmp_path / "hooked.yaml"),
+         "--weights", "random", "--select", "prompt_index=0", "--out", str(run)],
+        capture_output=True, text=True, timeout=900, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-2000:]  # the `stop` cell crashed
+    statuses = {r["cell"]: r for r in read_jsonl(run / "cells.jsonl")}
+    cells = {c["group"]: c for c in json.loads((run / "matrix" / "cells.json").read_text())}
+    keep, stop = statuses[cells["keep-going"]["id"]], statuses[cells["stop"]["id"]]
+    assert keep["status"] == "degraded"
+    assert any("2 of 12 timed calls failed" in r for r in keep["reasons"])
+    assert stop["status"] == "crash" and "test hook" in " ".join(stop["reasons"])
+    samples = [
+        e
+        for e in read_jsonl(run / "journal.jsonl")
+        if e.get("event") == "sample" and e["cell"] == cells["keep-going"]["id"]
+    ]
+    errors = [s for s in samples if s["status"] == "error"]
+    assert [s["rep"] for s in errors] == [3, 6]
+    assert all("test hook" in s["error"] and s["latency_ms"] is None for s in errors)
+    assert len(samples) == 13  # the cell kept calling to its repetitions
+    evidence = open_evidence(run)
+    keep_ev = evidence.cells[cells["keep-going"]["id"]]
+    assert keep_ev.by_status == {"ok": 10, "error": 2}
+    assert keep_ev.unstable
+    medians = keep_ev.window_medians()
+    assert medians[-1] > 1.1 * max(medians[:-1])
+
+
+def _kit(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kit", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("matrix", "select", "claim"),
+    [
+        ("tr147", "group=v1-prefill,model=gpt2-25m,token_len=1", "tr147-v1-prefill-faster"),
+        ("tr126", "group=phase2-dynamic,model=gpt2-25m,scenario=single_micro,prompt_index=0", "tr126-p2-dynamic-prefill-faster"),  # fmt: skip
+    ],
+)
+def test_claims_of_a_real_cpu_run_regenerate_from_its_bundle(
+    tmp_path: Path, matrix: str, select: str, claim: str
+) -> None:
+    run = tmp_path / "run"
+    proc = _kit(["run", "--matrix", matrix, "--select", select, "--device", "cpu", "--reps", "6",
+                 "--warmup", "1", "--weights", "random", "--out", str(run)])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    bundle = build_bundle(run, tmp_path / "b.tar.gz", plots=False).path
+    report = claims_for_path(bundle)
+    got = {r.id: r for r in report.results}
+    result = got[claim]
+    assert result.verdict.startswith("partial 2 of ") and result.cells_run == 2
+    assert result.n == 12 and result.low <= result.value <= result.high
+    with tarfile.open(bundle) as tar:
+        inside = tar.extractfile("report/claims.json").read().decode()  # type: ignore[union-attr]
+    assert dumps(report) == inside
+    again = _kit(["claims", str(bundle), "--json"])
+    assert again.returncode == 0 and again.stdout == inside
+    text = _kit(["claims", str(bundle)])
+    assert claim in text.stdout and "partial 2 of" in text.stdout
