@@ -189,3 +189,19 @@ def test_wilson_interval_and_device_fatal() -> None:
         wilson_interval(5, 3)
     assert device_fatal(RuntimeError("CUDA error: an illegal memory access was encountered"))
     assert not device_fatal(RuntimeError("accessing tensor output of CUDAGraphs that has been overwritten"))  # fmt: skip
+
+
+def test_per_claim_portability_between_two_runs(tmp_path: Path) -> None:
+    from kit.claims.portability import portability
+
+    evidence, path = _planted(tmp_path)
+    a = evaluate(load_claims(path), evidence)
+    # B: the m3 effect flipped (now faster, like m1/m2); every other cell the same
+    flipped = dict(evidence.cells)
+    m3 = next(e for e in flipped.values() if e.cell.model == "m3" and e.cell.backend == "fast")
+    flipped[m3.cell.id] = _ev(m3.cell, _noisy(1.0, seed=5))
+    b = evaluate(load_claims(path), Evidence("m", flipped, evidence.planned, {}, []))
+    rows = {r.id: r for r in portability(a, b)}
+    assert rows["dir"].portable == "no" and rows["dir"].verdict_b == "reproduced"
+    assert rows["eq"].portable == "yes"
+    assert rows["gate"].portable == "not comparable"

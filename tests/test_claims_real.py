@@ -86,7 +86,11 @@ def _kit(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess[str
     ("matrix", "select", "claim"),
     [
         ("tr147", "group=v1-prefill,model=gpt2-25m,token_len=1", "tr147-v1-prefill-faster"),
-        ("tr126", "group=phase2-dynamic,model=gpt2-25m,scenario=single_micro,prompt_index=0", "tr126-p2-dynamic-prefill-faster"),  # fmt: skip
+        (
+            "tr126",
+            "group=phase2-dynamic,model=gpt2-25m,scenario=single_micro,prompt_index=0",
+            "tr126-p2-dynamic-prefill-faster",
+        ),
     ],
 )
 def test_claims_of_a_real_cpu_run_regenerate_from_its_bundle(

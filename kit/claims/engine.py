@@ -42,6 +42,7 @@ class ClaimResult:
     keys: list[rules.KeyResult]
     note: str = ""
     value_max: float = math.nan  # the largest key value (value is the smallest)
+    on_cells_run: str = ""  # the verdict on the cells run (differs from `verdict` when partial)
 
 
 @dataclasses.dataclass
@@ -145,6 +146,7 @@ def evaluate_claim(claim: Claim, ev: Evidence) -> ClaimResult:
         return _result(claim, rules.NOT_RUN, why, **coverage)
     result = _evaluate_rule(claim, attempted)
     result.cells_run, result.cells_planned = k, K
+    result.on_cells_run = result.verdict
     if k < K:
         result.why = f"on the {k} cells run: {result.verdict}; {result.why}"
         result.verdict = f"partial {k} of {K} cells"
