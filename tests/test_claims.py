@@ -205,3 +205,17 @@ def test_per_claim_portability_between_two_runs(tmp_path: Path) -> None:
     assert rows["dir"].portable == "no" and rows["dir"].verdict_b == "reproduced"
     assert rows["eq"].portable == "yes"
     assert rows["gate"].portable == "not comparable"
+
+
+def test_long_sweeps_default_to_a_seeded_shuffle(tmp_path: Path) -> None:
+    from kit.runner.plan import RunRequest, plan_cells, resolved_order
+
+    long = RunRequest(matrix="tr147", out=tmp_path, selection="group=v1-prefill")
+    _, cells = plan_cells(long)
+    listed = [c.id for c in load_matrix("tr147").cells if c.group == "v1-prefill"]
+    assert len(cells) == 70 and resolved_order(long.order, len(cells)) == "shuffled"
+    assert [c.id for c in cells] != listed and sorted(c.id for c in cells) == sorted(listed)
+    assert [c.id for c in plan_cells(long)[1]] == [c.id for c in cells]  # seeded
+    short = RunRequest(matrix="tr147", out=tmp_path, selection="group=v1-prefill,model=gpt2-25m")
+    assert [c.id for c in plan_cells(short)[1]] == [c for c in listed if c in {x.id for x in plan_cells(short)[1]}]  # fmt: skip
+    assert resolved_order("auto", 10) == "listed"

@@ -34,9 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, help="override the forced output length")
     parser.add_argument(
         "--order",
-        choices=("listed", "shuffled", "interleaved"),
-        default="listed",
-        help="interleaved: a comparison's groups alternate in short blocks of repetitions",
+        choices=("auto", "listed", "shuffled", "interleaved"),
+        default="auto",
+        help="auto (default): a seeded shuffle for sweeps of 50+ cells, else listed; "
+        "interleaved: a comparison's groups alternate in short blocks of repetitions",
     )
     parser.add_argument("--seed", type=int, default=42, help="seed of --order shuffled")
     parser.add_argument("--weights", choices=("auto", "hub", "random"), default="auto")

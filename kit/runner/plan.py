@@ -23,7 +23,7 @@ class RunRequest:
     repetitions: int | None = None
     warmup: int | None = None
     max_new_tokens: int | None = None
-    order: str = "listed"  # listed | shuffled | interleaved
+    order: str = "auto"  # auto | listed | shuffled | interleaved (auto: shuffled for long sweeps)
     order_seed: int = 42
     weights: str = "auto"  # auto | hub | random
     group_timeout_s: float = 1800.0
@@ -86,13 +86,26 @@ def check_duration(cells: Sequence[Cell], confirmed: bool) -> float:
     return seconds
 
 
+LONG_SWEEP_CELLS = 50  # `auto` shuffles sweeps this long (TR126's run-order pitfall)
+
+
+def resolved_order(order: str, n_cells: int) -> str:
+    """`auto` becomes `shuffled` for a sweep of LONG_SWEEP_CELLS cells or more, else `listed`."""
+    if order == "auto":
+        return "shuffled" if n_cells >= LONG_SWEEP_CELLS else "listed"
+    return order
+
+
 def order_cells(cells: Sequence[Cell], order: str, seed: int) -> list[Cell]:
-    """Listed order, or a seeded shuffle of the cells (and hence of the groups' order)."""
+    """Listed order, or a seeded shuffle of the cells (and hence of the groups' order);
+    `auto` picks one by the sweep's length (resolved_order)."""
+    order = resolved_order(order, len(cells))
     if order in ("listed", "interleaved"):  # interleaved: the sweep alternates blocks
         return list(cells)
     if order != "shuffled":
         raise KitError(
-            f"--order {order!r} is not an order", "use --order listed, shuffled or interleaved"
+            f"--order {order!r} is not an order",
+            "use --order auto, listed, shuffled or interleaved",
         )
     shuffled = list(cells)
     random.Random(seed).shuffle(shuffled)
