@@ -219,3 +219,12 @@ def test_long_sweeps_default_to_a_seeded_shuffle(tmp_path: Path) -> None:
     short = RunRequest(matrix="tr147", out=tmp_path, selection="group=v1-prefill,model=gpt2-25m")
     assert [c.id for c in plan_cells(short)[1]] == [c for c in listed if c in {x.id for x in plan_cells(short)[1]}]  # fmt: skip
     assert resolved_order("auto", 10) == "listed"
+
+
+def test_median_ci_half_width() -> None:
+    from kit.harness.group import median_ci_half_width_pct
+
+    assert median_ci_half_width_pct([1.0]) is None
+    assert median_ci_half_width_pct([2.0] * 10) == 0.0
+    wide = median_ci_half_width_pct([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert wide is not None and wide > 10

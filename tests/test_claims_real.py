@@ -113,3 +113,35 @@ def test_claims_of_a_real_cpu_run_regenerate_from_its_bundle(
     assert again.returncode == 0 and again.stdout == inside
     text = _kit(["claims", str(bundle)])
     assert claim in text.stdout and "partial 2 of" in text.stdout
+
+
+ADAPTIVE = """
+schema: 1
+id: adaptive
+title: adaptive repetitions
+defaults: {device: cpu, repetitions: 4, warmup: 1, max_new_tokens: 2, seed: 42}
+groups:
+  - id: eager
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill]
+"""
+
+
+def test_until_ci_keeps_measuring_up_to_max_reps(tmp_path: Path) -> None:
+    (tmp_path / "adaptive.yaml").write_text(ADAPTIVE)
+    run = tmp_path / "run"
+    # a CI half-width of 0.0001% is never reached: the cell stops at --max-reps
+    proc = _kit(["run", "--matrix", str(tmp_path / "adaptive.yaml"), "--weights", "random",
+                 "--select", "prompt_index=0", "--until-ci", "0.0001", "--max-reps", "7",
+                 "--out", str(run)])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (cell,) = json.loads((run / "matrix" / "cells.json").read_text())
+    assert cell["until_ci_pct"] == 0.0001 and cell["max_reps"] == 7  # recorded in the cell
+    timed = [e for e in read_jsonl(run / "journal.jsonl") if e.get("event") == "sample" and not e["warmup"]]  # fmt: skip
+    assert len(timed) == 7
+    (finished,) = [e for e in read_jsonl(run / "journal.jsonl") if e.get("event") == "cell_finished"]  # fmt: skip
+    adaptive = finished["evidence"]["adaptive"]
+    assert adaptive["timed_ok"] == 7 and adaptive["reached"] is False
+    assert adaptive["ci_half_width_pct"] > 0.0001

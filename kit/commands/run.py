@@ -31,6 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reps", type=int, help="override the timed repetitions")
     parser.add_argument("--warmup", type=int, help="override the warmup repetitions")
+    parser.add_argument(
+        "--until-ci",
+        type=float,
+        metavar="PCT",
+        help="keep measuring each cell past --reps until its median's 95%% CI half-width is under PCT%% of the median",
+    )
+    parser.add_argument(
+        "--max-reps", type=int, help="with --until-ci: most timed calls per cell (default 5x reps)"
+    )
     parser.add_argument("--max-new-tokens", type=int, help="override the forced output length")
     parser.add_argument(
         "--order",
@@ -136,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
             repetitions=args.reps,
             warmup=args.warmup,
             max_new_tokens=args.max_new_tokens,
+            until_ci_pct=args.until_ci,
+            max_reps=args.max_reps,
             order=args.order,
             order_seed=args.seed,
             weights=args.weights,

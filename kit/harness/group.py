@@ -11,6 +11,10 @@ done; the cell is `degraded` with "k of N timed calls failed" (`crash` when ever
 failed). A fatal device error (illegal memory access, device-side assert) still ends the cell
 and the process.
 
+Adaptive repetitions (cell fields `until_ci_pct`, `max_reps`; `kit run --until-ci`): after
+its repetitions a cell keeps calling until its median's 95% CI half-width is under the percent
+asked, or `max_reps` timed calls were made; `evidence.adaptive` records the outcome.
+
 Test hook (tests only, documented in docs/FORMATS.md): the environment variable
 `KIT_TEST_CALL_HOOK` holds JSON `{"fail": [reps], "slow": [reps], "slow_ms": N, "mode": M}`;
 the listed repetitions (warmups count from 0) of cells of mode M (any mode when absent) raise
@@ -71,6 +75,48 @@ def device_fatal(err: BaseException) -> bool:
     """An error after which the CUDA context is poisoned: the process must end."""
     text = f"{type(err).__name__}: {err}"
     return any(marker in text for marker in DEVICE_FATAL_MARKERS)
+
+
+def median_ci_half_width_pct(
+    values: list[float], resamples: int = 1000, seed: int = 42
+) -> float | None:
+    """Half the width of the 95% percentile-bootstrap CI of the median, in percent of the
+    median (None with fewer than 2 values or a zero median)."""
+    if len(values) < 2:
+        return None
+    import numpy as np
+
+    arr = np.asarray(values, dtype=np.float64)
+    median = float(np.median(arr))
+    if median == 0.0:
+        return None
+    rng = np.random.default_rng(seed)
+    meds = np.median(arr[rng.integers(0, arr.size, size=(resamples, arr.size))], axis=1)
+    low, high = np.percentile(meds, [2.5, 97.5])
+    return float((high - low) / 2.0 / abs(median) * 100.0)
+
+
+class _Adaptive:
+    """`--until-ci PCT --max-reps N`: whether a cell needs one more timed call."""
+
+    def __init__(self, cell: dict[str, Any]) -> None:
+        pct = cell.get("until_ci_pct")
+        self.pct = float(pct) if pct is not None else None
+        self.max_reps = int(cell.get("max_reps") or cell["repetitions"])
+        self.half: float | None = None
+
+    def more(self, timed: int, ok_ms: list[float]) -> bool:
+        if self.pct is None or timed >= self.max_reps:
+            return False
+        self.half = median_ci_half_width_pct(ok_ms)
+        return self.half is None or self.half > self.pct
+
+    def record(self, ok_ms: list[float]) -> dict[str, Any]:
+        half = median_ci_half_width_pct(ok_ms)
+        return {
+            "until_ci_pct": self.pct, "max_reps": self.max_reps, "timed_ok": len(ok_ms),
+            "ci_half_width_pct": half, "reached": half is not None and half <= (self.pct or 0),
+        }  # fmt: skip
 
 
 class FatalCellError(Exception):
@@ -136,7 +182,13 @@ def run_cell(
     keep_going = cell.get("on_error", "stop") == "continue"
     hook = _test_hook(cell)
     errors: list[str] = []
-    for rep in range(total):
+    adaptive = _Adaptive(cell)
+    ok_ms: list[float] = []
+    rep = -1
+    while True:
+        rep += 1
+        if rep >= total and not adaptive.more(rep - int(cell["warmup"]), ok_ms):
+            break
         call = backend.call(cell, prompt_ids, rep)
         if hook:
             call.run = _hooked(call.run, rep, hook)
@@ -181,6 +233,8 @@ def run_cell(
         warm = rep < int(cell["warmup"])
         if not warm:
             counts[status] = counts.get(status, 0) + 1
+            if status == "ok":
+                ok_ms.append(timed.latency_ms)
         out.emit(
             "sample",
             cell=cid,
@@ -214,7 +268,7 @@ def run_cell(
 
     status = "degraded" if reasons else "ok"
     if errors:
-        n_timed = int(cell["repetitions"])
+        n_timed = sum(counts.values()) + len(errors)
         reasons.append(
             f"{len(errors)} of {n_timed} timed calls failed (on_error: continue); first: {errors[0]}"
         )
@@ -222,6 +276,7 @@ def run_cell(
     evidence = {
         **verdict.evidence,
         "sample_counts": {**counts, "error": len(errors)},
+        **({"adaptive": adaptive.record(ok_ms)} if adaptive.pct is not None else {}),
         "tokens_expected": want,
         "timing": "cuda events + synchronized perf_counter" if device == "cuda" else "perf_counter",
     }

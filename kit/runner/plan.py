@@ -40,8 +40,11 @@ class RunRequest:
     precompile: bool = True  # compile compiled groups' shapes ahead, in parallel
     block_reps: int = 5  # --order interleaved: timed repetitions per block
 
+    until_ci_pct: float | None = None  # adaptive repetitions (see Cell.until_ci_pct)
+    max_reps: int | None = None
+
     def overrides(self) -> dict[str, Any]:
-        fields = ("device", "repetitions", "warmup", "max_new_tokens")
+        fields = ("device", "repetitions", "warmup", "max_new_tokens", "until_ci_pct", "max_reps")
         return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
 
 
@@ -60,6 +63,12 @@ def plan_cells(request: RunRequest) -> tuple[Matrix, list[Cell]]:
             raise KitError(
                 f"--device {value!r} is not a device", "use --device cpu or --device cuda"
             )
+        if name == "until_ci_pct":
+            if not isinstance(value, (int, float)) or not 0 < value < 100:
+                raise KitError(
+                    f"--until-ci {value!r} is out of range", "give a percent, e.g. --until-ci 2"
+                )
+            continue
         if name != "device" and (
             not isinstance(value, int) or value < (0 if name == "warmup" else 1)
         ):
@@ -68,6 +77,18 @@ def plan_cells(request: RunRequest) -> tuple[Matrix, list[Cell]]:
             )
     cells = [cell.replace(**request.overrides()) for cell in cells]
     check_duration(cells, request.yes)
+
+    if request.max_reps is not None and request.until_ci_pct is None:
+        raise KitError("--max-reps needs --until-ci PCT", "e.g. --until-ci 2 --max-reps 200")
+    if request.until_ci_pct is not None:
+        low = [c for c in cells if c.max_reps is not None and c.max_reps < c.repetitions]
+        if low:
+            raise KitError(
+                f"--max-reps {request.max_reps} is below the cells' {low[0].repetitions} repetitions",
+                "give --max-reps at least --reps",
+            )
+        # without --max-reps: up to five times the planned repetitions
+        cells = [c if c.max_reps else c.replace(max_reps=5 * c.repetitions) for c in cells]
     return matrix, order_cells(cells, request.order, request.order_seed)
 
 
