@@ -145,3 +145,39 @@ def test_until_ci_keeps_measuring_up_to_max_reps(tmp_path: Path) -> None:
     adaptive = finished["evidence"]["adaptive"]
     assert adaptive["timed_ok"] == 7 and adaptive["reached"] is False
     assert adaptive["ci_half_width_pct"] > 0.0001
+
+
+FATAL = """
+schema: 1
+id: fatal
+title: a fatal device error under on_error continue
+defaults: {device: cpu, repetitions: 4, warmup: 1, max_new_tokens: 2, seed: 42}
+groups:
+  - id: fatal
+    on_error: continue
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro, single_short]
+    modes: [prefill]
+"""
+
+
+def test_a_fatal_device_error_still_ends_the_process(tmp_path: Path) -> None:
+    (tmp_path / "fatal.yaml").write_text(FATAL)
+    run = tmp_path / "run"
+    hook = {"fatal": [2], "group": "fatal"}
+    env = {**os.environ, "KIT_TEST_CALL_HOOK": json.dumps(hook)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "run", "--matrix", str(tmp_path / "fatal.yaml"),
+         "--weights", "random", "--select", "prompt_index=0", "--out", str(run)],
+        capture_output=True, text=True, timeout=900, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    statuses = [r["status"] for r in read_jsonl(run / "cells.jsonl")]
+    assert statuses == ["crash", "crash"]  # each cell's fatal error is its own
+    events = list(read_jsonl(run / "journal.jsonl"))
+    finished = [e for e in events if e.get("event") == "cell_finished"]
+    assert all("illegal memory access" in " ".join(e["reasons"]) for e in finished)
+    # the first process ended at the fatal error; a fresh one measured the second cell
+    spawned = [e for e in events if e.get("event") == "group_spawned"]
+    assert len(spawned) == 2

@@ -16,9 +16,10 @@ its repetitions a cell keeps calling until its median's 95% CI half-width is und
 asked, or `max_reps` timed calls were made; `evidence.adaptive` records the outcome.
 
 Test hook (tests only, documented in docs/FORMATS.md): the environment variable
-`KIT_TEST_CALL_HOOK` holds JSON `{"fail": [reps], "slow": [reps], "slow_ms": N, "mode": M}`;
-the listed repetitions (warmups count from 0) of cells of mode M (any mode when absent) raise
-`RuntimeError("test hook: ...")` inside the timed call, or sleep `slow_ms` more inside it.
+`KIT_TEST_CALL_HOOK` holds JSON `{"fail": [reps], "fatal": [reps], "slow": [reps], "slow_ms": N,
+"mode": M, "group": G}`; the listed repetitions (warmups count from 0) of cells of mode M and
+group G (any when absent) raise `RuntimeError("test hook: ...")` inside the timed call (for
+`fatal`, with the text of a CUDA illegal memory access), or sleep `slow_ms` more inside it.
 """
 
 from __future__ import annotations
@@ -48,17 +49,22 @@ def _test_hook(cell: dict[str, Any]) -> dict[str, Any]:
     if not text:
         return {}
     hook = json.loads(text)
-    if hook.get("mode") not in (None, cell["mode"]):
+    if hook.get("mode") not in (None, cell["mode"]) or hook.get("group") not in (
+        None,
+        cell["group"],
+    ):
         return {}
     return dict(hook)
 
 
 def _hooked(run: Any, rep: int, hook: dict[str, Any]) -> Any:
     """`run` wrapped by the test hook for repetition `rep` (the same `run` when not hooked)."""
-    if rep in hook.get("fail", ()):
+    if rep in hook.get("fail", ()) or rep in hook.get("fatal", ()):
+        fatal = rep in hook.get("fatal", ())
 
         def failing(state: Any) -> Any:
-            raise RuntimeError(f"test hook: {TEST_HOOK_ENV} fails repetition {rep}")
+            what = "CUDA error: an illegal memory access was encountered" if fatal else "fails"
+            raise RuntimeError(f"test hook: {TEST_HOOK_ENV} {what} at repetition {rep}")
 
         return failing
     if rep in hook.get("slow", ()):
