@@ -7,6 +7,8 @@
 #   bash scripts/gpu/claims_h200.sh tr147-v1    # TR147 v1, GPT-2 family, full: 40 cells
 #   bash scripts/gpu/claims_h200.sh tr147-v4a   # TR147 v4A default + reduce-overhead (on_error: continue)
 #   bash scripts/gpu/claims_h200.sh tr126       # TR126 phase-2 dynamic (GPT-2) + baseline decode
+#   bash scripts/gpu/claims_h200.sh tr126 gate  # the same, plus `kit gate tr126 --record` (+1-2 min:
+#                                               # only when the tr126 phase ran well under its limits)
 #
 # Estimates (issue journal numbers: spawn ~5 s, load 7-10 s, compile 7-18 s per shape per
 # compiled group; 16 cores):
@@ -58,6 +60,11 @@ case "$PHASE" in
     ;;
   tr126)
     kit_run tr126-dynamic 270 tr126 "group=phase2-dynamic,model=gpt2-*"
+    if [[ "${2:-}" == gate && -d "$WORK/tr126-dynamic" ]]; then  # +60-120 s: claim tr126-phase1-gate
+      echo "== kit gate tr126 --record tr126-dynamic"
+      timeout 150 $PY -m kit gate tr126 --record "$WORK/tr126-dynamic" >>"$WORK/run.log" 2>&1
+      echo "   gate exit $?"
+    fi
     kit_run tr126-baseline 210 tr126 \
       "group=phase2-baseline,model=gpt2-25m,mode=kv_decode,scenario=single_micro|single_short|single_medium"
     ;;
