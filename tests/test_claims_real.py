@@ -113,6 +113,12 @@ def test_claims_of_a_real_cpu_run_regenerate_from_its_bundle(
     assert again.returncode == 0 and again.stdout == inside
     text = _kit(["claims", str(bundle)])
     assert claim in text.stdout and "partial 2 of" in text.stdout
+    # kit compare adds a per-claim portability column (here a bundle against its own run)
+    compared = _kit(["compare", str(bundle), str(run), "--json"])
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    rows = {r["id"]: r for r in json.loads(compared.stdout)["claims"]}
+    assert rows[claim]["verdict_a"] == rows[claim]["verdict_b"] == result.on_cells_run
+    assert rows[claim]["portable"] in ("yes", "inconclusive")
 
 
 ADAPTIVE = """

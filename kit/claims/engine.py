@@ -188,7 +188,10 @@ def _evaluate_rule(claim: Claim, cells: list[CellEvidence]) -> ClaimResult:
             why = f"no timed ok samples on side {'A' if not a else 'B'}"
             if crashed:
                 why += f"; {len(crashed)} cells crashed: {first_line(crashed[0].reasons)}"
-            keys.append(rules.KeyResult(key, rules.INCONCLUSIVE, "ratio", math.nan, math.nan, math.nan, 0, pub_text, why, unstable))  # fmt: skip
+            else:
+                why = f"side {'A' if not a else 'B'} did not run"
+            verdict = rules.INCONCLUSIVE if crashed else rules.NOT_RUN
+            keys.append(rules.KeyResult(key, verdict, "ratio", math.nan, math.nan, math.nan, 0, pub_text, why, unstable))  # fmt: skip
             continue
         if claim.rule == "direction":
             verdict, o = rules.direction(a, b, claim.expect)
