@@ -102,6 +102,7 @@ def test_claims_of_a_real_cpu_run_regenerate_from_its_bundle(
     assert proc.returncode == 0, proc.stderr[-2000:]
     bundle = build_bundle(run, tmp_path / "b.tar.gz", plots=False).path
     report = claims_for_path(bundle)
+    assert report.claims_file == "bundle matrix/claims.yaml"  # the bundle carries its claims
     got = {r.id: r for r in report.results}
     result = got[claim]
     assert result.verdict.startswith("partial 2 of ") and result.cells_run == 2

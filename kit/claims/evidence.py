@@ -17,6 +17,7 @@ from typing import Any
 from kit.bundle.report_data import Source, jsonl_rows
 from kit.matrix.cell import Cell
 
+CARRIED = "matrix/claims.yaml"  # the claims a bundle carries (kit.bundle.stage adds it)
 WINDOWS = 3
 UNSTABLE_PCT = 10.0
 MIN_PER_WINDOW = 2
@@ -69,6 +70,7 @@ class Evidence:
     planned: list[Cell] | None
     gates: dict[str, dict[str, Any]]
     notes: list[str]
+    claims_yaml: bytes | None = None  # the claims file the bundle carries (matrix/claims.yaml)
 
 
 def load_evidence(source: Source) -> Evidence:
@@ -95,7 +97,8 @@ def load_evidence(source: Source) -> Evidence:
         if name.startswith("env/gate-") and name.endswith(".json"):
             record = json.loads(source.read(name))
             gates[str(record.get("matrix", name[len("env/gate-") : -5]))] = record
-    return Evidence(matrix, out, _planned(source, notes), gates, notes)
+    carried = source.read(CARRIED) if CARRIED in source else None
+    return Evidence(matrix, out, _planned(source, notes), gates, notes, carried)
 
 
 def _samples(

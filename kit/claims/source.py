@@ -13,7 +13,13 @@ from pathlib import Path
 from kit.bundle.report_data import MappingSource, Source
 from kit.claims.engine import ClaimsReport, evaluate
 from kit.claims.evidence import Evidence, load_evidence
-from kit.claims.spec import ClaimsFile, claims_path, has_builtin_claims, load_claims
+from kit.claims.spec import (
+    ClaimsFile,
+    claims_path,
+    has_builtin_claims,
+    load_claims,
+    parse_claims,
+)
 from kit.errors import KitError
 
 
@@ -50,17 +56,22 @@ def open_evidence(path: Path) -> Evidence:
         ) from None
 
 
-def claims_file_for(matrix: str, claims: Path | None = None) -> ClaimsFile | None:
-    """The given claims file, or the built-in one of the matrix (None when it has none)."""
+def claims_file_for(
+    matrix: str, claims: Path | None = None, carried: bytes | None = None
+) -> ClaimsFile | None:
+    """The given claims file, else the copy the bundle carries (matrix/claims.yaml), else the
+    kit's built-in one for the matrix (None when there is none)."""
     if claims is not None:
         return load_claims(claims)
+    if carried is not None:
+        return parse_claims(carried, "bundle matrix/claims.yaml")
     if has_builtin_claims(matrix):
         return load_claims(claims_path(matrix))
     return None
 
 
 def claims_for_evidence(evidence: Evidence, claims: Path | None = None) -> ClaimsReport:
-    spec = claims_file_for(evidence.matrix, claims)
+    spec = claims_file_for(evidence.matrix, claims, evidence.claims_yaml)
     if spec is None:
         raise KitError(
             f"no claims are defined for matrix {evidence.matrix!r}",
@@ -77,5 +88,5 @@ def claims_for_path(path: Path, claims: Path | None = None) -> ClaimsReport:
 def claims_for_source(source: Source, claims: Path | None = None) -> ClaimsReport | None:
     """Claims of a bundle being built or reported (None when its matrix has no claims)."""
     evidence = load_evidence(source)
-    spec = claims_file_for(evidence.matrix, claims)
+    spec = claims_file_for(evidence.matrix, claims, evidence.claims_yaml)
     return evaluate(spec, evidence) if spec is not None else None

@@ -159,8 +159,13 @@ def _load(path_text: str) -> ClaimsFile:
     label = f"claims/{path.name}" if path.parent == CLAIMS_DIR else str(path)
     if not path.is_file():
         raise KitError(f"claims file {label} does not exist", "give an existing claims YAML file")
+    return parse_claims(path.read_bytes(), label)
+
+
+def parse_claims(data: bytes, label: str) -> ClaimsFile:
+    """Parse and validate claims YAML text; `label` names it in problems and in the output."""
     try:
-        raw = yaml.safe_load(path.read_bytes())
+        raw = yaml.safe_load(data)
     except yaml.YAMLError as err:
         raise v.MatrixError(
             f"{label}: not valid YAML: {getattr(err, 'problem', err)}", "fix the YAML syntax"
