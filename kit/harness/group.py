@@ -172,9 +172,23 @@ def run_cell(
         before = backend.compile_counters()
         call = backend.call(cell, prompt_ids, -1)
         state = call.setup()
-        timed = backend.timer.measure(call.run, state)
+        t0_ns = time.monotonic_ns()
+        try:
+            timed = backend.timer.measure(call.run, state)
+        except Exception as err:
+            # Under on_error: continue the compile call's error is logged and the timed calls
+            # go on (each failing one is an error sample); otherwise the cell crashes.
+            if cell.get("on_error", "stop") != "continue" or device_fatal(err):
+                raise
+            out.log(traceback.format_exc(), level="error")
+            _recover(backend)
+            now = time.monotonic_ns()
+            timed = Timed((now - t0_ns) / 1e6, None, t0_ns, now, None)
+            compile_delta["error"] = f"{type(err).__name__}: {err}".strip()[:300]
         after = backend.compile_counters()
-        compile_delta = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
+        compile_delta.update(
+            {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
+        )
         out.emit(
             "phase",
             phase="compile",
