@@ -1,16 +1,14 @@
 """Where the evidence comes from: a verified bundle archive or a run directory.
 
-A bundle is verified first (kit.bundle.verify: checksums, schema, consistency); the claims
-engine never reads an unverified one. `open_evidence` is the one place to switch to the
-shared "open a verified bundle or run dir" function once it exists.
+A bundle is verified first (kit.bundle.reader.open_verified runs kit verify's checks); the
+claims engine never reads an unverified one (there is no --unverified for claims).
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from kit.bundle.report_data import MappingSource, Source
+from kit.bundle.report_data import Source
 from kit.claims.engine import ClaimsReport, evaluate
 from kit.claims.evidence import Evidence, load_evidence
 from kit.claims.spec import (
@@ -24,36 +22,18 @@ from kit.errors import KitError
 
 
 def open_evidence(path: Path) -> Evidence:
-    """Evidence of a bundle archive (verified first) or a run directory; raises KitError."""
-    if path.is_dir():
-        from kit.bundle.rundir import RunDir
-        from kit.bundle.stage import stage
+    """Evidence of a bundle archive (verified first: one that fails `kit verify` is refused)
+    or a run directory, through kit.bundle.reader.open_verified; raises KitError."""
+    from kit.bundle.reader import open_verified
 
-        with tempfile.TemporaryDirectory(prefix="kit-claims-") as tmp:
-            staged = stage(RunDir.open(path), Path(tmp))
-            return load_evidence(MappingSource(staged.members))
-    if not path.exists():
-        raise KitError(f"not found: {path}", "give a bundle (.tar.gz/.tar.zst) or a run directory")
-    from kit.bundle.reader import ArchiveError, BundleFiles
-    from kit.bundle.verify import verify_bundle
-
-    verified = verify_bundle(path)
-    if not verified.ok:
-        shown = "; ".join(verified.problems[:3])
-        more = f" (and {len(verified.problems) - 3} more)" if len(verified.problems) > 3 else ""
-        raise KitError(
-            f"{path} does not verify: {shown}{more}",
-            f"claims are evaluated only on a verified bundle: see `kit verify {path}`",
-        )
-    try:
-        with BundleFiles(path) as files:
-            return load_evidence(files)
-    except ArchiveError as err:
-        raise KitError(f"cannot read {path}: {err}", f"run `kit verify {path}`") from None
-    except (KeyError, ValueError) as err:
-        raise KitError(
-            f"{path} lacks or mangles a member the claims need ({err})", f"run `kit verify {path}`"
-        ) from None
+    with open_verified(path) as opened:
+        try:
+            return load_evidence(opened.source)
+        except (KeyError, ValueError) as err:
+            raise KitError(
+                f"{path} lacks or mangles a member the claims need ({err})",
+                f"run `kit verify {path}`",
+            ) from None
 
 
 def claims_file_for(

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kit.errors import ExitCode
+from kit.errors import ExitCode, KitError
 
 HELP = "compare two bundles cell by cell: ratio of medians, Holm, TOST, crash rates, verdict"
 
@@ -38,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
         args.margin_pct,
         names=(str(args.a), str(args.b)),
     )
-    claims = _claims_portability(args.a, args.b)
+    try:
+        claims = _claims_portability(args.a, args.b)
+    except KitError:
+        if not args.unverified:
+            raise
+        claims = None  # claims are never evaluated on an unverified bundle
     if args.json:
         out = result.to_dict()
         if claims is not None:
@@ -62,6 +67,6 @@ def _claims_portability(a: Path, b: Path) -> list[Any] | None:
     from kit.claims.source import claims_file_for, claims_for_evidence, open_evidence
 
     ev_a, ev_b = open_evidence(a), open_evidence(b)
-    if ev_a.matrix != ev_b.matrix or claims_file_for(ev_a.matrix) is None:
+    if ev_a.matrix != ev_b.matrix or claims_file_for(ev_a.matrix, None, ev_a.claims_yaml) is None:
         return None
     return portability(claims_for_evidence(ev_a), claims_for_evidence(ev_b))

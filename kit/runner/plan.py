@@ -39,7 +39,6 @@ class RunRequest:
     start_method: str | None = None  # host runner: forkserver | spawn (None: its default)
     precompile: bool = True  # compile compiled groups' shapes ahead, in parallel
     block_reps: int = 5  # --order interleaved: timed repetitions per block
-
     until_ci_pct: float | None = None  # adaptive repetitions (see Cell.until_ci_pct)
     max_reps: int | None = None
 
