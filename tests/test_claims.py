@@ -228,3 +228,19 @@ def test_median_ci_half_width() -> None:
     assert median_ci_half_width_pct([2.0] * 10) == 0.0
     wide = median_ci_half_width_pct([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     assert wide is not None and wide > 10
+
+
+def test_claims_refuse_a_bundle_that_fails_verification(tmp_path: Path) -> None:
+    from kit.claims import claims_for_path
+
+    source = Path(__file__).resolve().parent.parent / "docs/validation/h100-tr126-baseline.tar.gz"
+    data = bytearray(source.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the compressed stream
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(bytes(data))
+    with pytest.raises(KitError) as info:
+        claims_for_path(broken)
+    assert "fails verification" in info.value.title
+    # the intact bundle gives verdicts (from the kit's built-in claims: it carries none)
+    report = claims_for_path(source)
+    assert report.claims_file == "claims/tr126.yaml" and len(report.results) == 11
