@@ -11,7 +11,7 @@ import csv
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.bundle import plots, report_tables
 from kit.bundle.archive import Source as MemberSource
@@ -20,6 +20,9 @@ from kit.bundle.report_header import header_lines
 from kit.bundle.results import fmt
 from kit.errors import KitError
 from kit.paths import inside
+
+if TYPE_CHECKING:
+    from kit.claims.engine import ClaimsReport
 
 Column = tuple[str, str, Callable[[Any], str] | None]
 
@@ -194,7 +197,7 @@ def _stack_lines(manifest: dict[str, Any]) -> list[str]:
     return [f"- {stack_line(s)}" for s in manifest.get("stacks") or [] if isinstance(s, dict)]
 
 
-def claims_of(source: Source) -> Any:
+def claims_of(source: Source) -> ClaimsReport | None:
     """The claims verdicts of a bundle's members (kit.claims), or None when its matrix has no
     claims or they cannot be evaluated (a bundle from another kit version)."""
     from kit.claims import claims_for_source
@@ -210,7 +213,7 @@ def render_report(
     out_dir: Path,
     with_plots: bool = True,
     verification: str | None = None,
-    claims: Any = None,
+    claims: ClaimsReport | None = None,
 ) -> None:
     """Write REPORT.md, PNGs and CSVs into `out_dir` (created).
 
@@ -296,7 +299,7 @@ def write_report_into(
 ) -> None:
     """Render the report of a bundle being built (its member plan and manifest)."""
     source = MappingSource(members)
-    render_report(load(source, manifest), out_dir, with_plots, claims_of(source))
+    render_report(load(source, manifest), out_dir, with_plots, claims=claims_of(source))
 
 
 def report_from_path(
