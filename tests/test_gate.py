@@ -4,6 +4,7 @@ CUDA here), while Inductor compiles without graph breaks and eager/compiled agre
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +13,21 @@ from kit.cli import main
 pytestmark = pytest.mark.slow
 
 
-def test_tr126_gate_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["gate", "tr126", "--device", "cpu", "--weights", "random", "--json"])
+def test_tr126_gate_on_cpu(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text("{}")
+    code = main(["gate", "tr126", "--device", "cpu", "--weights", "random", "--json",
+                 "--record", str(tmp_path)])  # fmt: skip
     report = json.loads(capsys.readouterr().out)
+    # recorded into the run directory, where `kit claims` reads it (claim tr126-phase1-gate)
+    recorded = json.loads((tmp_path / "env" / "gate-tr126.json").read_text())
+    assert recorded["matrix"] == "tr126" and recorded["checks"] == report["checks"]
+    from kit.claims.engine import evaluate_claim
+    from kit.claims.evidence import Evidence
+    from kit.claims.spec import claims_path, load_claims
+
+    gate_claim = next(c for c in load_claims(claims_path("tr126")).claims if c.rule == "gate")
+    verdict = evaluate_claim(gate_claim, Evidence("tr126", {}, None, {"tr126": recorded}, []))
+    assert verdict.verdict == "not reproduced" and "cuda_available = False" in verdict.why
     checks = {c["check"]: c for c in report["checks"]}
     assert set(checks) == {
         "cuda_available",

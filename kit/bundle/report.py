@@ -11,15 +11,18 @@ import csv
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.bundle import plots, report_tables
 from kit.bundle.archive import Source as MemberSource
-from kit.bundle.report_data import MappingSource, ReportData, load
+from kit.bundle.report_data import MappingSource, ReportData, Source, load
 from kit.bundle.report_header import header_lines
 from kit.bundle.results import fmt
 from kit.errors import KitError
 from kit.paths import inside
+
+if TYPE_CHECKING:
+    from kit.claims.engine import ClaimsReport
 
 Column = tuple[str, str, Callable[[Any], str] | None]
 
@@ -154,6 +157,14 @@ def _run_json(data: ReportData) -> dict[str, Any]:
     return run if isinstance(run, dict) else {}
 
 
+CLAIMS_NOTE = (
+    "One verdict per published finding (`kit claims`; claims as data in "
+    "kit/matrix/builtin/claims/): reproduced, direction only (direction reproduced, magnitude "
+    "differs), not reproduced, inconclusive, not run, or partial k of K cells (the verdict on "
+    "the cells run is in the why column). Ratios are A/B of medians with seeded bootstrap CIs."
+)
+
+
 def _header(data: ReportData, verification: str | None = None) -> list[str]:
     m = data.manifest
     counts = ", ".join(f"{n} {s}" for s, n in sorted(m["cells"]["by_status"].items()))
@@ -186,13 +197,29 @@ def _stack_lines(manifest: dict[str, Any]) -> list[str]:
     return [f"- {stack_line(s)}" for s in manifest.get("stacks") or [] if isinstance(s, dict)]
 
 
+def claims_of(source: Source) -> ClaimsReport | None:
+    """The claims verdicts of a bundle's members (kit.claims), or None when its matrix has no
+    claims or they cannot be evaluated (a bundle from another kit version)."""
+    from kit.claims import claims_for_source
+
+    try:
+        return claims_for_source(source)
+    except (KitError, KeyError, ValueError):
+        return None
+
+
 def render_report(
-    data: ReportData, out_dir: Path, with_plots: bool = True, verification: str | None = None
+    data: ReportData,
+    out_dir: Path,
+    with_plots: bool = True,
+    verification: str | None = None,
+    claims: ClaimsReport | None = None,
 ) -> None:
     """Write REPORT.md, PNGs and CSVs into `out_dir` (created).
 
     `verification` is the header's verification line (None: none, as in a bundle's own
-    report); one starting with UNVERIFIED also heads REPORT.md and every CSV.
+    report); one starting with UNVERIFIED also heads REPORT.md and every CSV. `claims` (a
+    kit.claims ClaimsReport) opens the report and is written as claims.json.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     published, unrun = report_tables.not_run(report_tables.published_table(data))
@@ -214,6 +241,11 @@ def render_report(
         return [f"![{key}]({name})", ""] if name else []
 
     md = _header(data, verification)
+    if claims is not None:
+        from kit.claims.render import dumps, render_markdown
+
+        md += ["## Claims", "", CLAIMS_NOTE, "", render_markdown(claims)]
+        (out_dir / "claims.json").write_text(dumps(claims), encoding="utf-8")
     md += ["## Published values vs ours", "", PUBLISHED_NOTE, ""]
     md += [md_table(published, PUBLISHED_COLUMNS)]
     if unrun:
@@ -266,7 +298,8 @@ def write_report_into(
     with_plots: bool = True,
 ) -> None:
     """Render the report of a bundle being built (its member plan and manifest)."""
-    render_report(load(MappingSource(members), manifest), out_dir, with_plots)
+    source = MappingSource(members)
+    render_report(load(source, manifest), out_dir, with_plots, claims=claims_of(source))
 
 
 def report_from_path(
@@ -291,5 +324,5 @@ def report_from_path(
                 f"run `kit verify {path}`",
             ) from None
         verification = opened.stamp or f"verified ({path.name}: kit verify found no problem)"
-        render_report(data, out_dir, with_plots, verification)
+        render_report(data, out_dir, with_plots, verification, claims_of(opened.source))
     return out_dir

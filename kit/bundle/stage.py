@@ -66,6 +66,16 @@ def gpus_in_use(run: dict[str, Any], files: list[Path]) -> list[str]:
     return stems
 
 
+def _builtin_claims(header: dict[str, Any]) -> Path | None:
+    from kit.claims.spec import claims_path
+
+    matrix = header.get("matrix") if isinstance(header, dict) else None
+    matrix_id = matrix.get("id") if isinstance(matrix, dict) else None
+    safe = isinstance(matrix_id, str) and matrix_id.replace("-", "").replace("_", "").isalnum()
+    path = claims_path(str(matrix_id)) if safe else None
+    return path if path is not None and path.is_file() else None
+
+
 def stage(run: RunDir, work: Path) -> Staged:
     """Stream the run once into `work`; return the member plan (arcname -> source)."""
     facts = scan_journal(run.journal, work)
@@ -115,6 +125,10 @@ def stage(run: RunDir, work: Path) -> Staged:
     for folder in ("env", "matrix", "telemetry", "tasks"):  # tasks/: a merged run's inputs
         for path in run.files_under(folder):
             members[path.relative_to(run.path).as_posix()] = path
+    # The claims the run's matrix is judged by travel with it (`kit claims` reads this copy).
+    claims = _builtin_claims(run.run)
+    if claims is not None and "matrix/claims.yaml" not in members:
+        members["matrix/claims.yaml"] = claims
     # Each group's stderr (crash context). Not the harness inputs (they name machine-local
     # paths; their prompt ids are in the journal's cell_started) nor compiler caches.
     for path in run.files_under("groups"):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-from kit.errors import ExitCode
+from kit.errors import ExitCode, KitError
 
 HELP = "compare two bundles cell by cell: ratio of medians, Holm, TOST, crash rates, verdict"
 
@@ -37,8 +38,35 @@ def run(args: argparse.Namespace) -> int:
         args.margin_pct,
         names=(str(args.a), str(args.b)),
     )
+    try:
+        claims = _claims_portability(args.a, args.b)
+    except KitError:
+        if not args.unverified:
+            raise
+        claims = None  # claims are never evaluated on an unverified bundle
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        out = result.to_dict()
+        if claims is not None:
+            from kit.claims.portability import to_dicts
+
+            out["claims"] = to_dicts(claims)
+        print(json.dumps(out, indent=2, sort_keys=True))
     else:
         print(render(result))
+        if claims is not None:
+            from kit.claims.portability import render as render_claims
+
+            print("\nper-claim portability (each side's verdict on the cells it ran):")
+            print(render_claims(claims))
     return int(ExitCode.OK)
+
+
+def _claims_portability(a: Path, b: Path) -> list[Any] | None:
+    """Per-claim portability when both runs are of a matrix with claims (else None)."""
+    from kit.claims.portability import portability
+    from kit.claims.source import claims_file_for, claims_for_evidence, open_evidence
+
+    ev_a, ev_b = open_evidence(a), open_evidence(b)
+    if ev_a.matrix != ev_b.matrix or claims_file_for(ev_a.matrix, None, ev_a.claims_yaml) is None:
+        return None
+    return portability(claims_for_evidence(ev_a), claims_for_evidence(ev_b))

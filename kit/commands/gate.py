@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", choices=("auto", "hub", "random"), default="auto")
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for all checks")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="RUN_DIR",
+        help="also write the result into RUN_DIR/env/gate-<matrix>.json (bundled; `kit claims` reads it)",
+    )
 
 
 def gate_inputs(name: str, device: str, weights: str) -> dict[str, Any]:
@@ -93,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             "rerun with --debug, or check the torch install",
         )
     passed = all(c["passed"] for c in checks)
+    if args.record is not None:
+        record_gate(args.record, args.name, device, spec, passed, checks)
     if args.json:
         print(
             json.dumps(
@@ -121,3 +129,25 @@ def run(args: argparse.Namespace) -> int:
             else "GATE FAILED: cells measured here do not meet the matrix's preconditions"
         )
     return 0 if passed else 1
+
+
+def record_gate(
+    run_dir: Path, name: str, device: str, spec: dict[str, Any], passed: bool, checks: list[Any]
+) -> Path:
+    """Write the gate result into a run directory's env/ (bundled with it)."""
+    from kit.errors import KitError
+    from kit.matrix import load_matrix
+
+    if not (run_dir / "run.json").is_file():
+        raise KitError(
+            f"{run_dir} is not a run directory (no run.json)", "give a `kit run --out` folder"
+        )
+    matrix = load_matrix(name).id
+    path = run_dir / "env" / f"gate-{matrix}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "matrix": matrix, "device": device, "model": spec["model"], "weights": spec["weights"],
+        "passed": passed, "checks": checks,
+    }  # fmt: skip
+    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path

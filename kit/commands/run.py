@@ -31,12 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reps", type=int, help="override the timed repetitions")
     parser.add_argument("--warmup", type=int, help="override the warmup repetitions")
+    parser.add_argument(
+        "--until-ci",
+        type=float,
+        metavar="PCT",
+        help="keep measuring each cell past --reps until its median's 95%% CI half-width is under PCT%% of the median",
+    )
+    parser.add_argument(
+        "--max-reps", type=int, help="with --until-ci: most timed calls per cell (default 5x reps)"
+    )
     parser.add_argument("--max-new-tokens", type=int, help="override the forced output length")
     parser.add_argument(
         "--order",
-        choices=("listed", "shuffled", "interleaved"),
-        default="listed",
-        help="interleaved: a comparison's groups alternate in short blocks of repetitions",
+        choices=("auto", "listed", "shuffled", "interleaved"),
+        default="auto",
+        help="auto (default): a seeded shuffle for sweeps of 50+ cells, else listed; "
+        "interleaved: a comparison's groups alternate in short blocks of repetitions",
     )
     parser.add_argument("--seed", type=int, default=42, help="seed of --order shuffled")
     parser.add_argument("--weights", choices=("auto", "hub", "random"), default="auto")
@@ -135,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
             repetitions=args.reps,
             warmup=args.warmup,
             max_new_tokens=args.max_new_tokens,
+            until_ci_pct=args.until_ci,
+            max_reps=args.max_reps,
             order=args.order,
             order_seed=args.seed,
             weights=args.weights,

@@ -4,10 +4,28 @@ Statuses: a sample is `ok`, `length_mismatch` (produced a different number of to
 asked) or `suspicious_fast` (TR147's rule: a decode call under 1 ms on a GPU). A cell is `ok`,
 `degraded` (reasons), `crash` (the exception's message; no sample of the failing repetition
 is written) or `skipped` (reason).
+
+Under the group option `on_error: continue` (a cell field) a failing call is an `error` sample
+(latency null, its message in `error`) and the cell keeps calling until its repetitions are
+done; the cell is `degraded` with "k of N timed calls failed" (`crash` when every timed call
+failed). A fatal device error (illegal memory access, device-side assert) still ends the cell
+and the process.
+
+Adaptive repetitions (cell fields `until_ci_pct`, `max_reps`; `kit run --until-ci`): after
+its repetitions a cell keeps calling until its median's 95% CI half-width is under the percent
+asked, or `max_reps` timed calls were made; `evidence.adaptive` records the outcome.
+
+Test hook (tests only, documented in docs/FORMATS.md): the environment variable
+`KIT_TEST_CALL_HOOK` holds JSON `{"fail": [reps], "fatal": [reps], "slow": [reps], "slow_ms": N,
+"mode": M, "group": G}`; the listed repetitions (warmups count from 0) of cells of mode M and
+group G (any when absent) raise `RuntimeError("test hook: ...")` inside the timed call (for
+`fatal`, with the text of a CUDA illegal memory access), or sleep `slow_ms` more inside it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 import traceback
@@ -19,6 +37,92 @@ from kit.harness.timing import Timed
 
 SUSPICIOUS_DECODE_MS = 1.0
 DECODE_MODES = ("kv_decode", "e2e_kv", "generate")
+
+
+DEVICE_FATAL_MARKERS = ("illegal memory access", "device-side assert", "unspecified launch failure")
+TEST_HOOK_ENV = "KIT_TEST_CALL_HOOK"
+
+
+def _test_hook(cell: dict[str, Any]) -> dict[str, Any]:
+    """The test hook's settings for this cell (empty when unset or for another mode)."""
+    text = os.environ.get(TEST_HOOK_ENV)
+    if not text:
+        return {}
+    hook = json.loads(text)
+    if hook.get("mode") not in (None, cell["mode"]) or hook.get("group") not in (
+        None,
+        cell["group"],
+    ):
+        return {}
+    return dict(hook)
+
+
+def _hooked(run: Any, rep: int, hook: dict[str, Any]) -> Any:
+    """`run` wrapped by the test hook for repetition `rep` (the same `run` when not hooked)."""
+    if rep in hook.get("fail", ()) or rep in hook.get("fatal", ()):
+        fatal = rep in hook.get("fatal", ())
+
+        def failing(state: Any) -> Any:
+            what = "CUDA error: an illegal memory access was encountered" if fatal else "fails"
+            raise RuntimeError(f"test hook: {TEST_HOOK_ENV} {what} at repetition {rep}")
+
+        return failing
+    if rep in hook.get("slow", ()):
+
+        def slow(state: Any) -> Any:
+            time.sleep(float(hook.get("slow_ms", 20)) / 1000.0)
+            return run(state)
+
+        return slow
+    return run
+
+
+def device_fatal(err: BaseException) -> bool:
+    """An error after which the CUDA context is poisoned: the process must end."""
+    text = f"{type(err).__name__}: {err}"
+    return any(marker in text for marker in DEVICE_FATAL_MARKERS)
+
+
+def median_ci_half_width_pct(
+    values: list[float], resamples: int = 1000, seed: int = 42
+) -> float | None:
+    """Half the width of the 95% percentile-bootstrap CI of the median, in percent of the
+    median (None with fewer than 2 values or a zero median)."""
+    if len(values) < 2:
+        return None
+    import numpy as np
+
+    arr = np.asarray(values, dtype=np.float64)
+    median = float(np.median(arr))
+    if median == 0.0:
+        return None
+    rng = np.random.default_rng(seed)
+    meds = np.median(arr[rng.integers(0, arr.size, size=(resamples, arr.size))], axis=1)
+    low, high = np.percentile(meds, [2.5, 97.5])
+    return float((high - low) / 2.0 / abs(median) * 100.0)
+
+
+class _Adaptive:
+    """`--until-ci PCT --max-reps N`: whether a cell needs one more timed call."""
+
+    def __init__(self, cell: dict[str, Any]) -> None:
+        pct = cell.get("until_ci_pct")
+        self.pct = float(pct) if pct is not None else None
+        self.max_reps = int(cell.get("max_reps") or cell["repetitions"])
+        self.half: float | None = None
+
+    def more(self, timed: int, ok_ms: list[float]) -> bool:
+        if self.pct is None or timed >= self.max_reps:
+            return False
+        self.half = median_ci_half_width_pct(ok_ms)
+        return self.half is None or self.half > self.pct
+
+    def record(self, ok_ms: list[float]) -> dict[str, Any]:
+        half = median_ci_half_width_pct(ok_ms)
+        return {
+            "until_ci_pct": self.pct, "max_reps": self.max_reps, "timed_ok": len(ok_ms),
+            "ci_half_width_pct": half, "reached": half is not None and half <= (self.pct or 0),
+        }  # fmt: skip
 
 
 class FatalCellError(Exception):
@@ -68,9 +172,23 @@ def run_cell(
         before = backend.compile_counters()
         call = backend.call(cell, prompt_ids, -1)
         state = call.setup()
-        timed = backend.timer.measure(call.run, state)
+        t0_ns = time.monotonic_ns()
+        try:
+            timed = backend.timer.measure(call.run, state)
+        except Exception as err:
+            # Under on_error: continue the compile call's error is logged and the timed calls
+            # go on (each failing one is an error sample); otherwise the cell crashes.
+            if cell.get("on_error", "stop") != "continue" or device_fatal(err):
+                raise
+            out.log(traceback.format_exc(), level="error")
+            _recover(backend)
+            now = time.monotonic_ns()
+            timed = Timed((now - t0_ns) / 1e6, None, t0_ns, now, None)
+            compile_delta["error"] = f"{type(err).__name__}: {err}".strip()[:300]
         after = backend.compile_counters()
-        compile_delta = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
+        compile_delta.update(
+            {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
+        )
         out.emit(
             "phase",
             phase="compile",
@@ -81,12 +199,40 @@ def run_cell(
             detail=compile_delta,
         )
     total = int(cell["warmup"]) + int(cell["repetitions"])
-    for rep in range(total):
+    keep_going = cell.get("on_error", "stop") == "continue"
+    hook = _test_hook(cell)
+    errors: list[str] = []
+    adaptive = _Adaptive(cell)
+    ok_ms: list[float] = []
+    rep = -1
+    while True:
+        rep += 1
+        if rep >= total and not adaptive.more(rep - int(cell["warmup"]), ok_ms):
+            break
         call = backend.call(cell, prompt_ids, rep)
-        if int(cell.get("concurrency", 1)) > 1:
-            timed = _concurrent(backend, call, int(cell["concurrency"]))
-        else:
-            timed = backend.timer.measure(call.run, call.setup())
+        if hook:
+            call.run = _hooked(call.run, rep, hook)
+        t0_ns = time.monotonic_ns()
+        try:
+            if int(cell.get("concurrency", 1)) > 1:
+                timed = _concurrent(backend, call, int(cell["concurrency"]))
+            else:
+                timed = backend.timer.measure(call.run, call.setup())
+        except Exception as err:
+            if not keep_going or device_fatal(err):
+                raise
+            warm = rep < int(cell["warmup"])
+            message = f"{type(err).__name__}: {err}".strip()[:500]
+            if not warm:
+                errors.append(message)
+            out.log(traceback.format_exc(), level="error")
+            _recover(backend)
+            out.emit(
+                "sample", cell=cid, phase=cell["mode"], rep=rep, warmup=warm, latency_ms=None,
+                cuda_event_ms=None, tokens_in=len(prompt_ids[0]), tokens_out=0,
+                t0_ns=t0_ns, t1_ns=time.monotonic_ns(), status="error", flags=[], error=message,
+            )  # fmt: skip
+            continue
         produced = call.count(timed.result)
         flags: list[str] = []
         status = "ok"
@@ -107,6 +253,8 @@ def run_cell(
         warm = rep < int(cell["warmup"])
         if not warm:
             counts[status] = counts.get(status, 0) + 1
+            if status == "ok":
+                ok_ms.append(timed.latency_ms)
         out.emit(
             "sample",
             cell=cid,
@@ -137,16 +285,25 @@ def run_cell(
             reasons.append(
                 f"{n} of {cell['repetitions']} timed samples were {status} (see their flags)"
             )
+
+    status = "degraded" if reasons else "ok"
+    if errors:
+        n_timed = sum(counts.values()) + len(errors)
+        reasons.append(
+            f"{len(errors)} of {n_timed} timed calls failed (on_error: continue); first: {errors[0]}"
+        )
+        status = "crash" if len(errors) == n_timed else "degraded"
     evidence = {
         **verdict.evidence,
-        "sample_counts": counts,
+        "sample_counts": {**counts, "error": len(errors)},
+        **({"adaptive": adaptive.record(ok_ms)} if adaptive.pct is not None else {}),
         "tokens_expected": want,
         "timing": "cuda events + synchronized perf_counter" if device == "cuda" else "perf_counter",
     }
     out.emit(
         "cell_finished",
         cell=cid,
-        status="degraded" if reasons else "ok",
+        status=status,
         reasons=reasons,
         evidence=evidence,
     )

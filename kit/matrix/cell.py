@@ -61,6 +61,14 @@ class Cell:
     sampling: dict[str, Any]
     seed: int
     extension: bool = False
+    # "continue": a failing call is an `error` sample and the cell goes on (TR147 v4A). Left
+    # out of fields() (and so of the id) when "stop", so that older cells keep their ids.
+    on_error: str = "stop"
+    # Adaptive repetitions (kit run --until-ci PCT --max-reps N): keep measuring past
+    # `repetitions` until the median's 95% CI half-width is under PCT percent of the median,
+    # up to `max_reps` timed calls. Left out of fields() when unset.
+    until_ci_pct: float | None = None
+    max_reps: int | None = None
 
     @functools.cached_property
     def id(self) -> str:
@@ -68,7 +76,13 @@ class Cell:
 
     def fields(self) -> dict[str, Any]:
         """Every field except the id, as plain JSON-able values."""
-        return dataclasses.asdict(self)
+        fields = dataclasses.asdict(self)
+        if fields["on_error"] == "stop":
+            del fields["on_error"]
+        for key in ("until_ci_pct", "max_reps"):
+            if fields[key] is None:
+                del fields[key]
+        return fields
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **self.fields()}

@@ -43,6 +43,8 @@ GATE_KEYS = {
 }
 OLLAMA_MODELS = ("tags", "local")  # ollama groups: published tags, or the kit's own GGUF
 
+ON_ERROR = ("stop", "continue")
+
 SETTINGS = {
     "repetitions": "timed repetitions, an integer >= 1",
     "warmup": "warmup repetitions, an integer >= 0",
@@ -58,6 +60,7 @@ SETTINGS = {
     "token_lens": "a list of exact prompt lengths in tokens",
     "quantizations": "a list of fp32, fp16, int8 (TR117 labels)",
     "extension": "true for cells the published report did not run",
+    "on_error": "stop (a failing call ends the cell) or continue (it is an error sample)",
 }
 GROUP_KEYS = {
     "id": "the group id",
@@ -121,6 +124,7 @@ DEFAULTS: dict[str, Any] = {
     "quantizations": None,
     "extension": False,
     "scenarios": None,
+    "on_error": "stop",
 }
 
 
@@ -310,6 +314,7 @@ def _check_settings(s: dict[str, Any], path: str, book: PromptBook, p: v.Problem
     ok &= v.check(
         p, f"{path}.extension", s["extension"], lambda x: isinstance(x, bool), "true or false"
     )
+    ok &= v.check_choice(p, f"{path}.on_error", s["on_error"], ON_ERROR)
     ok &= v.check(
         p,
         f"{path}.pad_to_multiple",
@@ -583,6 +588,7 @@ def _expand_group(
                                 sampling=sampling,
                                 seed=s["seed"],
                                 extension=s["extension"],
+                                on_error=s["on_error"],
                             )
                         )
     return cells

@@ -23,7 +23,7 @@ class RunRequest:
     repetitions: int | None = None
     warmup: int | None = None
     max_new_tokens: int | None = None
-    order: str = "listed"  # listed | shuffled | interleaved
+    order: str = "auto"  # auto | listed | shuffled | interleaved (auto: shuffled for long sweeps)
     order_seed: int = 42
     weights: str = "auto"  # auto | hub | random
     group_timeout_s: float = 1800.0
@@ -39,9 +39,11 @@ class RunRequest:
     start_method: str | None = None  # host runner: forkserver | spawn (None: its default)
     precompile: bool = True  # compile compiled groups' shapes ahead, in parallel
     block_reps: int = 5  # --order interleaved: timed repetitions per block
+    until_ci_pct: float | None = None  # adaptive repetitions (see Cell.until_ci_pct)
+    max_reps: int | None = None
 
     def overrides(self) -> dict[str, Any]:
-        fields = ("device", "repetitions", "warmup", "max_new_tokens")
+        fields = ("device", "repetitions", "warmup", "max_new_tokens", "until_ci_pct", "max_reps")
         return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
 
 
@@ -60,6 +62,12 @@ def plan_cells(request: RunRequest) -> tuple[Matrix, list[Cell]]:
             raise KitError(
                 f"--device {value!r} is not a device", "use --device cpu or --device cuda"
             )
+        if name == "until_ci_pct":
+            if not isinstance(value, (int, float)) or not 0 < value < 100:
+                raise KitError(
+                    f"--until-ci {value!r} is out of range", "give a percent, e.g. --until-ci 2"
+                )
+            continue
         if name != "device" and (
             not isinstance(value, int) or value < (0 if name == "warmup" else 1)
         ):
@@ -68,6 +76,18 @@ def plan_cells(request: RunRequest) -> tuple[Matrix, list[Cell]]:
             )
     cells = [cell.replace(**request.overrides()) for cell in cells]
     check_duration(cells, request.yes)
+
+    if request.max_reps is not None and request.until_ci_pct is None:
+        raise KitError("--max-reps needs --until-ci PCT", "e.g. --until-ci 2 --max-reps 200")
+    if request.until_ci_pct is not None:
+        low = [c for c in cells if c.max_reps is not None and c.max_reps < c.repetitions]
+        if low:
+            raise KitError(
+                f"--max-reps {request.max_reps} is below the cells' {low[0].repetitions} repetitions",
+                "give --max-reps at least --reps",
+            )
+        # without --max-reps: up to five times the planned repetitions
+        cells = [c if c.max_reps else c.replace(max_reps=5 * c.repetitions) for c in cells]
     return matrix, order_cells(cells, request.order, request.order_seed)
 
 
@@ -86,13 +106,26 @@ def check_duration(cells: Sequence[Cell], confirmed: bool) -> float:
     return seconds
 
 
+LONG_SWEEP_CELLS = 50  # `auto` shuffles sweeps this long (TR126's run-order pitfall)
+
+
+def resolved_order(order: str, n_cells: int) -> str:
+    """`auto` becomes `shuffled` for a sweep of LONG_SWEEP_CELLS cells or more, else `listed`."""
+    if order == "auto":
+        return "shuffled" if n_cells >= LONG_SWEEP_CELLS else "listed"
+    return order
+
+
 def order_cells(cells: Sequence[Cell], order: str, seed: int) -> list[Cell]:
-    """Listed order, or a seeded shuffle of the cells (and hence of the groups' order)."""
+    """Listed order, or a seeded shuffle of the cells (and hence of the groups' order);
+    `auto` picks one by the sweep's length (resolved_order)."""
+    order = resolved_order(order, len(cells))
     if order in ("listed", "interleaved"):  # interleaved: the sweep alternates blocks
         return list(cells)
     if order != "shuffled":
         raise KitError(
-            f"--order {order!r} is not an order", "use --order listed, shuffled or interleaved"
+            f"--order {order!r} is not an order",
+            "use --order auto, listed, shuffled or interleaved",
         )
     shuffled = list(cells)
     random.Random(seed).shuffle(shuffled)

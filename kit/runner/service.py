@@ -19,7 +19,7 @@ from kit.errors import KitError
 from kit.matrix import Cell
 from kit.matrix.estimate import estimate_s
 from kit.runner.journal import finished_cells
-from kit.runner.plan import RunRequest, plan_cells
+from kit.runner.plan import RunRequest, plan_cells, resolved_order
 from kit.runner.sweep import (
     Controls,
     EventHook,
@@ -134,7 +134,8 @@ def start_run(
         "overrides": request.overrides(),
         "runner": request.runner,
         "device": request.device,
-        "order": request.order,
+        "order": resolved_order(request.order, len(cells)),
+        "order_asked": request.order,
         "order_seed": request.order_seed,
         "settings": settings,
         "gpus_at_start": detection,

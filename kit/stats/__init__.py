@@ -30,6 +30,7 @@ from kit.stats.compare import (
     welch_t,
 )
 from kit.stats.describe import Description, describe, iqr_outliers, normal_ci
+from kit.stats.proportion import wilson_interval
 from kit.stats.run_summary import PhaseSummary, RunSummary, summarize_run, write_summary
 
 __all__ = [
@@ -59,5 +60,6 @@ __all__ = [
     "tost",
     "tost_relative",
     "welch_t",
+    "wilson_interval",
     "write_summary",
 ]

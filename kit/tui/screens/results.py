@@ -1,5 +1,5 @@
 """Results: a sortable table of a run's cells; enter opens a cell's latency distribution,
-`v` the GPT-2 depth-vs-latency view."""
+`v` the GPT-2 depth-vs-latency view, `c` the Claims view (one verdict per published claim)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class ResultsScreen(KitScreen):
         Binding("s", "sort", "Sort by column"),
         Binding("enter", "detail", "Detail", show=True, priority=False),
         Binding("v", "depth", "Depth view"),
+        Binding("c", "claims", "Claims"),
         Binding("r", "reload", "Reload"),
     ]
 
@@ -55,7 +56,7 @@ class ResultsScreen(KitScreen):
         self.run_dir, self.rows, self._shown_version = loaded
         ok = sum(1 for r in self.rows if r.status == "ok")
         self.query_one("#results-title", Static).update(
-            f"{self.run_dir.name}: {len(self.rows)} rows, {ok} ok   (s sort, enter detail, v depth)"
+            f"{self.run_dir.name}: {len(self.rows)} rows, {ok} ok   (s sort, enter detail, v depth, c claims)"
         )
         self._fill()
 
@@ -108,6 +109,14 @@ class ResultsScreen(KitScreen):
             self.notify("no results loaded")
             return
         self.app.push_screen(DepthScreen(self.rows))
+
+    def action_claims(self) -> None:
+        if self.run_dir is None:
+            self.notify("no results loaded")
+            return
+        from kit.tui.screens.claims import ClaimsScreen
+
+        self.app.push_screen(ClaimsScreen(self.run_dir))
 
     def action_reload(self) -> None:
         if self.run_dir is not None:

@@ -1,0 +1,190 @@
+"""Claims on real CPU runs: per-call errors (the harness test hook), an unstable cell from a
+planted slow window, and the TR126 phase-2 / TR147 v1 claims regenerated from a bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from kit.bundle.build import build_bundle
+from kit.claims import claims_for_path
+from kit.claims.render import dumps
+from kit.claims.source import open_evidence
+from kit.runner.journal import read_jsonl
+from tests.cli_runs import REPO
+
+pytestmark = pytest.mark.slow
+
+HOOKED = """
+schema: 1
+id: hooked
+title: per-call errors under the test hook
+defaults: {device: cpu, repetitions: 12, warmup: 1, max_new_tokens: 2, seed: 42}
+groups:
+  - id: keep-going
+    on_error: continue
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill]
+  - id: stop
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill]
+"""
+
+
+def test_failing_calls_are_error_samples_and_a_slow_window_is_unstable(tmp_path: Path) -> None:
+    # reps count warmups: rep 0 is the warmup; 3 and 6 fail; 10..12 (the last window) are slow
+    hook = {"fail": [3, 6], "slow": [10, 11, 12], "slow_ms": 40, "mode": "prefill"}
+    env = {**os.environ, "KIT_TEST_CALL_HOOK": json.dumps(hook)}
+    (tmp_path / "hooked.yaml").write_text(HOOKED)
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "run", "--matrix", str(tmp_path / "hooked.yaml"),
+         "--weights", "random", "--select", "prompt_index=0", "--out", str(run)],
+        capture_output=True, text=True, timeout=900, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-2000:]  # the `stop` cell crashed
+    statuses = {r["cell"]: r for r in read_jsonl(run / "cells.jsonl")}
+    cells = {c["group"]: c for c in json.loads((run / "matrix" / "cells.json").read_text())}
+    keep, stop = statuses[cells["keep-going"]["id"]], statuses[cells["stop"]["id"]]
+    assert keep["status"] == "degraded"
+    assert any("2 of 12 timed calls failed" in r for r in keep["reasons"])
+    assert stop["status"] == "crash" and "test hook" in " ".join(stop["reasons"])
+    samples = [
+        e
+        for e in read_jsonl(run / "journal.jsonl")
+        if e.get("event") == "sample" and e["cell"] == cells["keep-going"]["id"]
+    ]
+    errors = [s for s in samples if s["status"] == "error"]
+    assert [s["rep"] for s in errors] == [3, 6]
+    assert all("test hook" in s["error"] and s["latency_ms"] is None for s in errors)
+    assert len(samples) == 13  # the cell kept calling to its repetitions
+    evidence = open_evidence(run)
+    keep_ev = evidence.cells[cells["keep-going"]["id"]]
+    assert keep_ev.by_status == {"ok": 10, "error": 2}
+    assert keep_ev.unstable
+    medians = keep_ev.window_medians()
+    assert medians[-1] > 1.1 * max(medians[:-1])
+
+
+def _kit(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kit", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("matrix", "select", "claim"),
+    [
+        ("tr147", "group=v1-prefill,model=gpt2-25m,token_len=1", "tr147-v1-prefill-faster"),
+        (
+            "tr126",
+            "group=phase2-dynamic,model=gpt2-25m,scenario=single_micro,prompt_index=0",
+            "tr126-p2-dynamic-prefill-faster",
+        ),
+    ],
+)
+def test_claims_of_a_real_cpu_run_regenerate_from_its_bundle(
+    tmp_path: Path, matrix: str, select: str, claim: str
+) -> None:
+    run = tmp_path / "run"
+    proc = _kit(["run", "--matrix", matrix, "--select", select, "--device", "cpu", "--reps", "6",
+                 "--warmup", "1", "--weights", "random", "--out", str(run)])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    bundle = build_bundle(run, tmp_path / "b.tar.gz", plots=False).path
+    report = claims_for_path(bundle)
+    assert report.claims_file == "bundle matrix/claims.yaml"  # the bundle carries its claims
+    got = {r.id: r for r in report.results}
+    result = got[claim]
+    assert result.verdict.startswith("partial 2 of ") and result.cells_run == 2
+    assert result.n == 12 and result.low <= result.value <= result.high
+    with tarfile.open(bundle) as tar:
+        inside = tar.extractfile("report/claims.json").read().decode()  # type: ignore[union-attr]
+    assert dumps(report) == inside
+    again = _kit(["claims", str(bundle), "--json"])
+    assert again.returncode == 0 and again.stdout == inside
+    text = _kit(["claims", str(bundle)])
+    assert claim in text.stdout and "partial 2 of" in text.stdout
+    # kit compare adds a per-claim portability column (here a bundle against its own run)
+    compared = _kit(["compare", str(bundle), str(run), "--json"])
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    rows = {r["id"]: r for r in json.loads(compared.stdout)["claims"]}
+    assert rows[claim]["verdict_a"] == rows[claim]["verdict_b"] == result.on_cells_run
+    assert rows[claim]["portable"] in ("yes", "inconclusive")
+
+
+ADAPTIVE = """
+schema: 1
+id: adaptive
+title: adaptive repetitions
+defaults: {device: cpu, repetitions: 4, warmup: 1, max_new_tokens: 2, seed: 42}
+groups:
+  - id: eager
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill]
+"""
+
+
+def test_until_ci_keeps_measuring_up_to_max_reps(tmp_path: Path) -> None:
+    (tmp_path / "adaptive.yaml").write_text(ADAPTIVE)
+    run = tmp_path / "run"
+    # a CI half-width of 0.0001% is never reached: the cell stops at --max-reps
+    proc = _kit(["run", "--matrix", str(tmp_path / "adaptive.yaml"), "--weights", "random",
+                 "--select", "prompt_index=0", "--until-ci", "0.0001", "--max-reps", "7",
+                 "--out", str(run)])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (cell,) = json.loads((run / "matrix" / "cells.json").read_text())
+    assert cell["until_ci_pct"] == 0.0001 and cell["max_reps"] == 7  # recorded in the cell
+    timed = [e for e in read_jsonl(run / "journal.jsonl") if e.get("event") == "sample" and not e["warmup"]]  # fmt: skip
+    assert len(timed) == 7
+    (finished,) = [e for e in read_jsonl(run / "journal.jsonl") if e.get("event") == "cell_finished"]  # fmt: skip
+    adaptive = finished["evidence"]["adaptive"]
+    assert adaptive["timed_ok"] == 7 and adaptive["reached"] is False
+    assert adaptive["ci_half_width_pct"] > 0.0001
+
+
+FATAL = """
+schema: 1
+id: fatal
+title: a fatal device error under on_error continue
+defaults: {device: cpu, repetitions: 4, warmup: 1, max_new_tokens: 2, seed: 42}
+groups:
+  - id: fatal
+    on_error: continue
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro, single_short]
+    modes: [prefill]
+"""
+
+
+def test_a_fatal_device_error_still_ends_the_process(tmp_path: Path) -> None:
+    (tmp_path / "fatal.yaml").write_text(FATAL)
+    run = tmp_path / "run"
+    hook = {"fatal": [2], "group": "fatal"}
+    env = {**os.environ, "KIT_TEST_CALL_HOOK": json.dumps(hook)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "run", "--matrix", str(tmp_path / "fatal.yaml"),
+         "--weights", "random", "--select", "prompt_index=0", "--out", str(run)],
+        capture_output=True, text=True, timeout=900, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    statuses = [r["status"] for r in read_jsonl(run / "cells.jsonl")]
+    assert statuses == ["crash", "crash"]  # each cell's fatal error is its own
+    events = list(read_jsonl(run / "journal.jsonl"))
+    finished = [e for e in events if e.get("event") == "cell_finished"]
+    assert all("illegal memory access" in " ".join(e["reasons"]) for e in finished)
+    # the first process ended at the fatal error; a fresh one measured the second cell
+    spawned = [e for e in events if e.get("event") == "group_spawned"]
+    assert len(spawned) == 2
