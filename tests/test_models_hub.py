@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import huggingface_hub.constants
 import pytest
-from conftest import gpt2_tokenizer_dir
 
 from kit.errors import KitError
 from kit.matrix.models import get_model
@@ -21,7 +21,6 @@ from kit.models import hub, tokenizer
 from kit.models.prepare import prepare
 from kit.models.synth import synthesize
 
-GPT2_DIR = gpt2_tokenizer_dir()  # read before fixtures unset the variable
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -76,6 +75,9 @@ def fake_hub(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: an earlier test may have imported
+    # it (through transformers) under conftest's HF_HUB_OFFLINE=1.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv(tokenizer.GPT2_ENV, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
@@ -105,13 +107,15 @@ def test_hub_weights_are_downloaded_pinned_and_reused(
     assert again.reused and again.weights == "hub" and again.sha256 == source.sha256
 
 
-def test_gpt2_tokenizer_comes_from_the_hub_once(fake_hub: dict[str, dict[str, bytes]]) -> None:
-    folder = GPT2_DIR
-    if folder is None:
-        pytest.skip("KIT_GPT2_TOKENIZER_DIR is unset (the fake hub serves its files)")
+def test_gpt2_tokenizer_comes_from_the_hub_once(
+    fake_hub: dict[str, dict[str, bytes]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The fake hub serves the packaged GPT-2 files; the packaged copy itself is hidden (it
+    # would win before the hub), as in an install without the package data.
     fake_hub["openai-community/gpt2"] = {
-        name: (folder / name).read_bytes() for name in ("vocab.json", "merges.txt")
+        name: (tokenizer.PACKAGED_GPT2 / name).read_bytes() for name in tokenizer.GPT2_FILES
     }
+    monkeypatch.setattr(tokenizer, "PACKAGED_GPT2", tmp_path / "no-package-data")
     first = tokenizer.tokenize("gpt2-25m", "Summarize RLHF in one sentence.")
     assert first.method == "exact" and first.source == f"hub:openai-community/gpt2@{COMMIT}"
     assert len(first.ids) == 9

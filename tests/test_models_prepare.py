@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 
 from kit.cli import main
@@ -31,6 +32,8 @@ def online(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Lift HF_HUB_OFFLINE (conftest) and forget earlier probe results."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import (maybe under conftest's "1").
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     hub._probe.cache_clear()
     yield
     hub._probe.cache_clear()
