@@ -182,3 +182,14 @@ def test_bad_gpu_input_gets_one_line_and_nonzero_exit(
         assert err.startswith("error:") and message in err and "Traceback" not in err, err
         assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
         assert not out.exists()  # refused before the run directory exists
+
+
+def test_per_gpu_refuses_groups_that_share_one_server() -> None:
+    from kit.matrix import load_matrix
+    from kit.runner.placement import check_servers
+
+    cells = [c for c in load_matrix("tr117").cells if c.backend == "ollama"][:2]
+    assert cells, "tr117 has ollama cells"
+    check_servers(cells, "exclusive")
+    with pytest.raises(KitError, match="one shared server"):
+        check_servers(cells, "per-gpu")

@@ -170,3 +170,45 @@ def test_per_gpu_on_one_gpu_is_exclusive_and_says_so(
     assert any("on one GPU is exclusive" in m for m in logs)
     assert any("--gpus only places their group processes" in m for m in logs)  # CPU cells
     assert {e["gpu"] for e in events if e["event"] == "group_spawned"} == {1}
+
+
+def test_per_gpu_contains_a_crash_on_one_gpu_and_resumes_on_the_same_gpus(
+    two_groups: Path, tmp_path: Path, two_gpus: None
+) -> None:
+    from kit.runner.service import resume_run
+    from kit.runner.sweep import Controls
+
+    out = tmp_path / "run"
+    controls = Controls()
+    state: dict[str, Any] = {"pids": {}, "cells": {}, "killed": None, "aborted": False}
+
+    def on_event(event: dict[str, Any]) -> None:  # called from the per-GPU workers
+        gid = event.get("group_id")
+        if event["event"] == "group_started":
+            state["pids"][gid] = event["pid"]
+        if event["event"] == "cell_started":
+            state["cells"].setdefault(gid, []).append(event["cell"])
+        if event["event"] != "sample" or event["gpu"] != 1:
+            return
+        if state["killed"] is None and len(state["cells"][gid]) == 2:
+            state["killed"] = event["cell"]  # the GPU 1 group's second cell, mid-cell
+            os.kill(state["pids"][gid], 9)
+        elif state["killed"] and event["attempt"] == 2 and not state["aborted"]:
+            state["aborted"] = True  # the fresh GPU 1 process runs: stop the whole run
+            controls.abort.set()
+
+    request = RunRequest(matrix=str(two_groups), out=out, weights="random", gpus=(0, 1),
+                         isolation="per-gpu", idle_baseline_s=0.0)  # fmt: skip
+    first = start_run(request, controls, on_event)
+    assert first.interrupted and state["killed"]
+    final = finished_cells(out)
+    assert final[state["killed"]]["status"] == "crash"
+    assert "SIGKILL" in final[state["killed"]]["reasons"][0]
+    assert final[state["killed"]]["gpu"] == 1
+    second = resume_run(out)
+    assert not second.interrupted and second.counts == {"ok": 7, "crash": 1}
+    spawned = [e for e in _events(out) if e["event"] == "group_spawned"]
+    gpu_of = {}
+    for e in spawned:  # every attempt of a group, before and after the resume, on one GPU
+        assert gpu_of.setdefault(e["group_id"], e["gpu"]) == e["gpu"]
+    assert sorted(gpu_of.values()) == [0, 1]

@@ -87,6 +87,22 @@ def cpu_note(cells: Sequence[Cell]) -> str | None:
     )
 
 
+def check_servers(cells: Sequence[Cell], isolation: str) -> None:
+    """Refuse per-gpu isolation for server backends (Ollama): a run has one server, which
+    two GPUs' groups would share, measuring each other's requests. Raises KitError."""
+    from kit.matrix.backends import backends
+
+    if isolation != "per-gpu":
+        return
+    known = backends()
+    served = sorted({c.backend for c in cells if c.backend in known and known[c.backend].server})
+    if served:
+        raise KitError(
+            f"--isolation per-gpu would run {', '.join(served)} groups against one shared server",
+            "use --isolation exclusive for them, or leave them out with --select",
+        )
+
+
 def placement(groups: Sequence[Sequence[Cell]], gpus: Sequence[int]) -> dict[str, int]:
     """group id -> GPU: round-robin over `gpus` in run order (see the module docstring)."""
     return {g[0].group_id(): gpus[i % len(gpus)] for i, g in enumerate(groups)}

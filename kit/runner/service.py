@@ -118,12 +118,13 @@ def start_run(
     if request.block_reps < 1:
         raise KitError(f"--block-reps {request.block_reps} is out of range", "give 1 or more")
     from kit.gpu.snapshot import detect
-    from kit.runner.placement import check_gpus, cpu_note
+    from kit.runner.placement import check_gpus, check_servers, cpu_note
 
     found = detect()
     isolation, placement_notes = check_gpus(
         request.gpus or (), request.isolation, found, resolved_order(request.order, len(cells))
     )
+    check_servers(cells, isolation)
     if request.gpus and (note := cpu_note(cells)):
         placement_notes.append(note)
     asked_isolation = request.isolation
