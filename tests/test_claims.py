@@ -179,6 +179,50 @@ def test_an_unstable_cell_makes_a_ci_decided_claim_inconclusive(tmp_path: Path) 
     assert result.unstable_cells == 1
 
 
+NEIGHBOUR = [{"group_id": "other.group", "attempt": 1, "gpu": 1}]
+
+
+def test_cells_beside_a_busy_neighbour_are_a_condition_of_their_own(tmp_path: Path) -> None:
+    evidence, path = _planted(tmp_path)
+    by = {(e.cell.model, e.cell.backend, e.cell.group): e for e in evidence.cells.values()}
+    by[("m1", "slow", "g")].neighbours = NEIGHBOUR  # m1: A alone, B beside a neighbour
+    by[("m2", "fast", "g")].neighbours = NEIGHBOUR  # m2: both sides beside one
+    by[("m2", "slow", "g")].neighbours = NEIGHBOUR
+    got = {r.id: r for r in evaluate(load_claims(path), evidence).results}
+    keys = {k.key: k for k in got["dir"].keys}
+    assert keys["m1"].verdict == "inconclusive"  # alone: reproduced; never pooled with B
+    assert keys["m1"].why.startswith("cells measured beside a busy neighbour (per-gpu isolation)")
+    assert "A 0 of 1, B 1 of 1 cells" in keys["m1"].why and "reproduced" in keys["m1"].why
+    assert keys["m2"].verdict == "reproduced"  # one condition on both sides: the verdict stands
+    assert "A and B all measured beside a busy neighbour" in keys["m2"].why
+    assert keys["m3"].verdict == "not reproduced" and "neighbour" not in keys["m3"].why
+    # ordering: m2 fast (beside) against m3 fast (alone) is a mix too
+    relations = [k.verdict for k in got["order"].keys]
+    assert relations == ["reproduced", "inconclusive"]
+
+
+def test_evidence_reads_each_cells_neighbours_from_the_bundle() -> None:
+    import json
+
+    from kit.bundle.report_data import MappingSource
+    from kit.claims.evidence import load_evidence
+
+    alone, beside = _cell("m1", "fast"), _cell("m1", "slow")
+    statuses = [
+        {"cell": alone.id, "status": "ok", "reasons": [], "gpu": 0, "co_scheduled": []},
+        {"cell": beside.id, "status": "ok", "reasons": [], "gpu": 1, "co_scheduled": NEIGHBOUR},
+    ]
+    source = MappingSource(
+        {
+            "matrix/cells.json": json.dumps([c.to_dict() for c in (alone, beside)]).encode(),
+            "results/statuses.jsonl": "".join(json.dumps(r) + "\n" for r in statuses).encode(),
+        }
+    )
+    evidence = load_evidence(source)
+    assert not evidence.cells[alone.id].beside_neighbour
+    assert evidence.cells[beside.id].neighbours == NEIGHBOUR
+
+
 def test_wilson_interval_and_device_fatal() -> None:
     ci = wilson_interval(240, 300)
     assert 0.75 < ci.low < 0.8 < ci.high < 0.85

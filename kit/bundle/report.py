@@ -117,6 +117,22 @@ ONEOFF_COLUMNS: list[Column] = [
     ("energy_j", "one-off energy J", _f(3)),
     ("mean_j_per_event", "J per event", _f(3)),
 ]
+COSCHEDULE_COLUMNS: list[Column] = [
+    ("group", "group", None),
+    ("attempt", "attempt", None),
+    ("gpu", "GPU", None),
+    ("device", "cells on", None),
+    ("start_s", "start s", _f(1)),
+    ("end_s", "end s", _f(1)),
+    ("beside", "ran beside (group, attempt, GPU: overlap)", None),
+]
+COSCHEDULE_NOTE = (
+    "Group processes that ran at the same time as another (`kit run --gpus ... --isolation "
+    "per-gpu`), from the journal's group_spawned and child_exited events; times in seconds "
+    "from the first spawn. Neighbours share PCIe, host CPU cores and memory bandwidth: each "
+    "cell's own neighbours are `co_scheduled` in results/statuses.jsonl, and the claims do "
+    "not pool cells measured alone with cells measured beside a busy neighbour."
+)
 PUBLISHED_NOTE = (
     "Each published entry covers the matrix cells of its group that match its fields "
     "(matrix/source.yaml). A ratio is given only when the run measured every one of them; "
@@ -246,6 +262,10 @@ def render_report(
 
         md += ["## Claims", "", CLAIMS_NOTE, "", render_markdown(claims)]
         (out_dir / "claims.json").write_text(dumps(claims), encoding="utf-8")
+    line, rows = data.coschedule
+    md += ["## Co-scheduling", "", f"{line or 'exclusive: one group at a time'}.", ""]
+    if rows:
+        md += [COSCHEDULE_NOTE, "", md_table(rows, COSCHEDULE_COLUMNS)]
     md += ["## Published values vs ours", "", PUBLISHED_NOTE, ""]
     md += [md_table(published, PUBLISHED_COLUMNS)]
     if unrun:
@@ -289,6 +309,8 @@ def render_report(
     write_csv(out_dir / "energy_by_backend.csv", energy, stamp)
     write_csv(out_dir / "oneoff_energy_by_backend.csv", oneoff, stamp)
     write_csv(out_dir / "problem_cells.csv", problems, stamp)
+    if rows:
+        write_csv(out_dir / "co_scheduling.csv", rows, stamp)
 
 
 def write_report_into(

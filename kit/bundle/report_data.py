@@ -93,6 +93,8 @@ class ReportData:
     # run.json, env/gpu.json and each env/process-*.json (name -> record), for the header
     env: dict[str, Any] = dataclasses.field(default_factory=dict)
     verification: str | None = None  # kit.bundle.reader.Opened.stamp of where it was read
+    # kit.stats.coschedule: the sentence and the table rows of the report's Co-scheduling
+    coschedule: tuple[str, list[dict[str, Any]]] = ("", [])
 
     def cell_fields(self, cid: str) -> dict[str, Any]:
         return self.cells.get(cid, {"id": cid})
@@ -180,6 +182,7 @@ def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportDat
     if manifest is None:
         manifest = json.loads(source.read("manifest.json"))
     cells_list = json.loads(source.read("matrix/cells.json"))
+    env = _env_records(source, notes)
     return ReportData(
         manifest=dict(manifest),
         cells={str(c["id"]): c for c in cells_list},
@@ -195,8 +198,21 @@ def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportDat
         windows=csv_rows(source, "results/cell_windows.csv"),
         checks=csv_rows(source, "integrity/checks.csv"),
         notes=notes,
-        env=_env_records(source, notes),
+        env=env,
+        coschedule=_coschedule(source, env.get("run")),
     )
+
+
+def _coschedule(source: Source, run_json: Any) -> tuple[str, list[dict[str, Any]]]:
+    """The Co-scheduling sentence and rows, from the journal's group_spawned/child_exited."""
+    from kit.stats.coschedule import coschedule_line, coschedule_rows, group_runs, relevant_lines
+
+    runs = []
+    if "results/journal.jsonl" in source:
+        with source.open("results/journal.jsonl") as fh:
+            runs = group_runs(relevant_lines(fh))
+    run = run_json if isinstance(run_json, dict) else {}
+    return coschedule_line(run, runs), coschedule_rows(runs)
 
 
 def _json_member(source: Source, name: str, notes: list[str]) -> Any:

@@ -95,6 +95,19 @@ class RunDir:
             )
         return found
 
+    def placed_cells(self) -> dict[str, dict[str, Any]]:
+        """Per cell id, `gpu` and `co_scheduled` of its final cells.jsonl line, when a
+        `--gpus` run recorded them (else nothing: older runs' statuses stay as they were)."""
+        found: dict[str, dict[str, Any]] = {}
+        path = self.path / "cells.jsonl"
+        if not path.is_file():
+            return found
+        for row in iter_jsonl(path):
+            cell = str(row.get("cell", ""))
+            if cell:
+                found[cell] = {k: row[k] for k in ("gpu", "co_scheduled") if k in row}
+        return {c: fields for c, fields in found.items() if fields}
+
     def telemetry_files(self) -> list[Path]:
         """`telemetry/gpuN.csv` files, ordered by N."""
         folder = self.path / "telemetry"

@@ -80,6 +80,7 @@ def stage(run: RunDir, work: Path) -> Staged:
     """Stream the run once into `work`; return the member plan (arcname -> source)."""
     facts = scan_journal(run.journal, work)
     statuses = run.statuses()
+    placed = run.placed_cells()
     order = run.cell_order()
     known = set(order)
     status_rows: list[dict[str, Any]] = []
@@ -96,6 +97,7 @@ def stage(run: RunDir, work: Path) -> Staged:
         row = dataclasses.asdict(st)
         row["reasons"] = list(st.reasons)
         row["n_sample_events"] = facts.samples_of(cid)
+        row.update(placed.get(cid, {}))  # --gpus runs only: gpu, co_scheduled
         status_rows.append(row)
     _write_jsonl(work / "results" / "statuses.jsonl", status_rows)
     _write_csv(work / "results" / "cell_summary.csv", SUMMARY_COLUMNS, summary_rows(facts))
@@ -156,6 +158,9 @@ def _cell_energy(
             continue
         for idx, result in tj.windows.items():
             cell = facts.windows[idx].cell
+            gpu = facts.finished.get(cell, {}).get("gpu")
+            if isinstance(gpu, int) and tj.gpu != f"gpu{gpu}":
+                continue  # a --gpus run: a cell's window counts on its own GPU only
             throttle.setdefault(cell, set()).update(result.throttle)
             if result.energy_j is not None:
                 energy[cell] = energy.get(cell, 0.0) + result.energy_j

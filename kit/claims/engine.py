@@ -20,6 +20,24 @@ from kit.matrix.cell import Cell
 from kit.matrix.select import Selection
 
 NOT_ATTEMPTED = ("missing", "skipped")
+NEIGHBOUR_REASON = "cells measured beside a busy neighbour (per-gpu isolation)"
+
+
+def _condition(
+    a: Sequence[CellEvidence], b: Sequence[CellEvidence], verdict: str, why: str
+) -> tuple[str, str]:
+    """A comparison's verdict and why, given its cells' conditions (alone, or beside a busy
+    neighbour): cells of both conditions are never pooled, so a mix is inconclusive."""
+    na, nb = sum(e.beside_neighbour for e in a), sum(e.beside_neighbour for e in b)
+    if na + nb == 0:
+        return verdict, why
+    if na == len(a) and nb == len(b):
+        return verdict, f"{why} (A and B all measured beside a busy neighbour)"
+    mixed = (
+        f"{NEIGHBOUR_REASON}: A {na} of {len(a)}, B {nb} of {len(b)} cells; cells measured "
+        f"alone are not pooled with them (on all of them: {verdict}, {why})"
+    )
+    return rules.INCONCLUSIVE, mixed
 
 
 @dataclasses.dataclass
@@ -205,6 +223,7 @@ def _evaluate_rule(claim: Claim, cells: list[CellEvidence]) -> ClaimResult:
                 verdict, o, why = rules.magnitude(a, b, claim.expect, (published.low, published.high), claim.margin)  # fmt: skip
         else:  # equivalence
             verdict, o, why = rules.equivalence(a, b, claim.margin_pct)
+        verdict, why = _condition(a, b, verdict, why)
         keys.append(rules.KeyResult(key, verdict, "ratio", o.value, o.low, o.high, o.n, pub_text, why, unstable))  # fmt: skip
     return _summary(claim, keys, "A/B (medians)")
 
@@ -272,6 +291,7 @@ def _ordering(claim: Claim, cells: list[CellEvidence]) -> ClaimResult:
         else:
             verdict, o = rules.direction(a, b, rel.expect)
             why = o.why or f"95% CI of A/B vs 1 ({rel.expect} expected)"
+        verdict, why = _condition(a, b, verdict, why)
         keys.append(rules.KeyResult(label, verdict, "ratio", o.value, o.low, o.high, o.n, "-", why, unstable))  # fmt: skip
     result = _summary(claim, keys, "A/B per relation")
     if any(k.verdict == rules.NOT_RUN for k in keys):

@@ -1,6 +1,10 @@
 """What a claim rests on, read from a bundle (or a staged run directory): per cell, its final
 status, its timed samples in repetition order (last attempt only), and their quality.
 
+Condition: a cell of a `--gpus ... --isolation per-gpu` run whose final result lists
+`co_scheduled` processes was measured beside a busy neighbour (kit.stats.coschedule); the
+engine never pools such cells with cells measured alone.
+
 Evidence quality: a cell's timed `ok` latencies are split into `WINDOWS` consecutive windows;
 the cell is `unstable` when the largest window median exceeds the smallest by more than
 `UNSTABLE_PCT` percent (a host that slowed down mid-cell, a launch-bound jittery cell).
@@ -31,6 +35,11 @@ class CellEvidence:
     ok_ms: list[float]  # timed ok latencies of the cell's own mode, in repetition order
     by_status: Counter[str]  # timed samples by status
     first_error: str = ""
+    neighbours: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # co_scheduled
+
+    @property
+    def beside_neighbour(self) -> bool:
+        return bool(self.neighbours)
 
     @property
     def n_timed(self) -> int:
@@ -90,6 +99,7 @@ def load_evidence(source: Source) -> Evidence:
             ok_ms=ok_ms,
             by_status=by_status,
             first_error=first_error,
+            neighbours=[n for n in row.get("co_scheduled") or [] if isinstance(n, dict)],
         )
     matrix = cells[0].matrix if cells else ""
     gates = {}

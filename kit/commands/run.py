@@ -53,7 +53,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--group-timeout", type=float, default=1800.0, help="seconds per cell-group process"
     )
-    parser.add_argument("--gpu", type=int, default=0, help="GPU index for cuda cells")
+    parser.add_argument(
+        "--gpu", type=int, default=None, help="GPU index for cuda cells (default 0)"
+    )
+    parser.add_argument(
+        "--gpus",
+        default=None,
+        metavar="0,1,...",
+        help="spread the groups over these GPUs (round-robin in run order), each process "
+        "pinned with CUDA_VISIBLE_DEVICES, one sampler per GPU",
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=("exclusive", "per-gpu"),
+        default="exclusive",
+        help="with --gpus: exclusive (default) runs one group at a time on the whole host "
+        "(for timing claims); per-gpu runs one group per GPU at once (throughput)",
+    )
     parser.add_argument("--telemetry-hz", type=float, default=20.0)
     parser.add_argument(
         "--idle-baseline", type=float, default=3.0, help="seconds of idle GPU baseline (0: none)"
@@ -102,6 +118,24 @@ def _default_runner() -> str:
     return "docker" if os.environ.get("KIT_IN_CONTAINER") == "1" else "host"
 
 
+def _gpus(args: argparse.Namespace) -> tuple[int, ...] | None:
+    """--gpus parsed; KitError when combined with --gpu, or --isolation per-gpu without it."""
+    from kit.errors import KitError
+    from kit.runner.placement import parse_gpus
+
+    if args.gpus is None:
+        if args.isolation == "per-gpu":
+            raise KitError(
+                "--isolation per-gpu needs --gpus", "e.g. --gpus 0,1 --isolation per-gpu"
+            )
+        return None
+    if args.gpu is not None:
+        raise KitError(
+            "--gpu and --gpus both name GPUs", "give one: --gpu 1, or --gpus 0,1 for several"
+        )
+    return parse_gpus(args.gpus)
+
+
 def run(args: argparse.Namespace) -> int:
     from kit.errors import ExitCode, KitError
     from kit.runner.plan import RunRequest
@@ -131,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         progress = ProgressLine()  # its total comes with the run_resumed event
         outcome = resume_run(args.resume, controls, progress)
     else:
+        gpus = _gpus(args)
         if not args.matrix or not args.out:
             raise KitError(
                 "kit run needs --matrix and --out (or --resume RUN_DIR)",
@@ -151,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
             order_seed=args.seed,
             weights=args.weights,
             group_timeout_s=args.group_timeout,
-            gpu_index=args.gpu,
+            gpu_index=args.gpu or 0,
+            gpus=gpus,
+            isolation=args.isolation,
             telemetry_hz=args.telemetry_hz,
             idle_baseline_s=args.idle_baseline,
             thermal_gate_c=args.thermal_gate,

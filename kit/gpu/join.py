@@ -51,6 +51,16 @@ class Span:
     ok: bool = True
     tokens_in: int = 0
     tokens_out: int = 0
+    gpu: int | None = None  # the GPU its group ran on (`--gpus` runs); None: any GPU
+
+    def on(self, gpu: int) -> bool:
+        """Whether this span is joined to GPU `gpu`'s telemetry."""
+        return self.gpu is None or self.gpu == gpu
+
+
+def _gpu_of(event: dict[str, Any]) -> int | None:
+    gpu = event.get("gpu")
+    return gpu if isinstance(gpu, int) and not isinstance(gpu, bool) else None
 
 
 def spans_from_events(events: Iterable[dict[str, Any]]) -> list[Span]:
@@ -72,6 +82,7 @@ def spans_from_events(events: Iterable[dict[str, Any]]) -> list[Span]:
                     ok=ev.get("status", "ok") == "ok",
                     tokens_in=int(ev.get("tokens_in") or 0),
                     tokens_out=int(ev.get("tokens_out") or 0),
+                    gpu=_gpu_of(ev),
                 )
             )
         elif ev.get("event") == "phase":
@@ -82,6 +93,7 @@ def spans_from_events(events: Iterable[dict[str, Any]]) -> list[Span]:
                     str(ev.get("phase")),
                     int(ev["t0_ns"]),
                     int(ev["t1_ns"]),
+                    gpu=_gpu_of(ev),
                 )
             )
     return spans
@@ -236,7 +248,8 @@ def _per_token(energy_j: float | None, tokens: int) -> float | None:
 
 
 def join(spans: list[Span], telemetry: list[Series], per_sample: bool = True) -> list[dict]:
-    """Records (see the module docstring) for every span group and every GPU."""
+    """Records (see the module docstring) for every span group and every GPU; a span that
+    names its GPU (a `--gpus` run's events carry `gpu`) is joined to that GPU only."""
     groups: dict[tuple[str | None, str], list[Span]] = defaultdict(list)
     for span in spans:
         if span.scope == "sample" and span.ok and not span.warmup:
@@ -246,9 +259,13 @@ def join(spans: list[Span], telemetry: list[Series], per_sample: bool = True) ->
         if not len(series):
             continue
         model = EnergyModel(series)
-        for (cell, phase), members in groups.items():
-            records.append(_record("cell_phase", cell, phase, None, members, series, model))
+        for (cell, phase), all_members in groups.items():
+            members = [s for s in all_members if s.on(series.gpu)]
+            if members:
+                records.append(_record("cell_phase", cell, phase, None, members, series, model))
         for span in spans:
+            if not span.on(series.gpu):
+                continue
             if span.scope == "phase_event" or (span.scope == "sample" and per_sample):
                 records.append(
                     _record(span.scope, span.cell, span.phase, span, [span], series, model)

@@ -37,10 +37,19 @@ class SamplerHandle:
     A crash of the sampler is recorded (in `result` and `telemetry/sampler.json`), never
     raised: a sweep goes on without telemetry rather than stop."""
 
-    def __init__(self, proc: subprocess.Popen[str], folder: Path, first_line: str) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[str],
+        folder: Path,
+        first_line: str,
+        name: str = "sampler",
+        gpus: Sequence[int] | None = None,
+    ) -> None:
         self.proc = proc
         self.folder = folder
         self.first_line = first_line
+        self.name = name  # status and log file stem in `folder`
+        self.gpus = list(gpus) if gpus is not None else []  # [] : every GPU NVML sees
         self.result: SamplerResult | None = None
 
     @property
@@ -75,7 +84,7 @@ class SamplerHandle:
                 self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
-        status = read_status(self.folder)
+        status = read_status(self.folder, self.name)
         code = self.proc.returncode
         ended = status.get("status") in ("stopped", "lost", "unavailable", "orphaned")
         result = SamplerResult(
@@ -88,9 +97,10 @@ class SamplerHandle:
         # after it wrote its final status: that is a clean stop, not a crash.
         if not ended or code not in (0, -signal.SIGTERM):
             result.status = "crashed"
-            result.detail = f"sampler exited with code {code}: {_log_tail(self.folder)}"
+            log = _log_tail(self.folder, self.name)
+            result.detail = f"sampler exited with code {code}: {log}"
             status.update(status="crashed", returncode=code, detail=result.detail)
-            write_status(self.folder, status)
+            write_status(self.folder, status, self.name)
         self.result = result
         return result
 
@@ -106,9 +116,9 @@ class SamplerHandle:
         self.stop()
 
 
-def _log_tail(folder: Path, limit: int = 600) -> str:
+def _log_tail(folder: Path, name: str = "sampler", limit: int = 600) -> str:
     try:
-        text = (folder / "sampler.log").read_text(encoding="utf-8", errors="replace")
+        text = (folder / f"{name}.log").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return "(no log)"
     return text.strip()[-limit:] or "(empty log)"
@@ -120,9 +130,11 @@ def start_sampler(
     gpus: Sequence[int] | None = None,
     ready_timeout_s: float = 20.0,
     python: str | None = None,
+    name: str = "sampler",
 ) -> SamplerHandle:
     """Start `python -m kit.gpu.sampler` writing RUN_DIR/telemetry; return once it wrote its
     first row, reported that no GPU is available, or failed (see `SamplerHandle.reason`).
+    `name` is the stem of its status and log files (several samplers share one folder).
     Raises KitError only for a rate above 100 Hz or below zero."""
     check_rate(hz)
     folder = Path(run_dir) / "telemetry"
@@ -139,10 +151,12 @@ def start_sampler(
         f"{hz:g}",
         "--parent-pid",
         str(os.getpid()),
+        "--name",
+        name,
     ]
     if gpus is not None:
         cmd += ["--gpus", ",".join(str(g) for g in gpus)]
-    with open(folder / "sampler.log", "ab") as log:
+    with open(folder / f"{name}.log", "ab") as log:
         proc: subprocess.Popen[str] = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
@@ -152,7 +166,7 @@ def start_sampler(
             env=env,
             start_new_session=True,  # Ctrl-C reaches the orchestrator, which stops us
         )
-    return SamplerHandle(proc, folder, _first_line(proc, ready_timeout_s))
+    return SamplerHandle(proc, folder, _first_line(proc, ready_timeout_s), name, gpus)
 
 
 def _first_line(proc: subprocess.Popen[Any], timeout_s: float) -> str:

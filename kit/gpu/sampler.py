@@ -46,15 +46,17 @@ def check_rate(hz: float) -> float:
     return hz
 
 
-def write_status(folder: Path, status: dict[str, Any]) -> None:
-    tmp = folder / "sampler.json.tmp"
+def write_status(folder: Path, status: dict[str, Any], name: str = "sampler") -> None:
+    """`<name>.json` in the telemetry folder: `sampler`, or `sampler-gpuN` for the per-GPU
+    samplers of a `--gpus` run."""
+    tmp = folder / f"{name}.json.tmp"
     tmp.write_text(json.dumps(status, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / "sampler.json")
+    os.replace(tmp, folder / f"{name}.json")
 
 
-def read_status(folder: Path) -> dict[str, Any]:
+def read_status(folder: Path, name: str = "sampler") -> dict[str, Any]:
     try:
-        data = json.loads((folder / "sampler.json").read_text(encoding="utf-8"))
+        data = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -83,8 +85,10 @@ def run_sampler(
     parent_pid: int | None,
     duration_s: float | None = None,
     ready: IO[str] | None = None,
+    name: str = "sampler",
 ) -> int:
-    """The sampler loop. Returns the exit code (0 also when no GPU is available)."""
+    """The sampler loop. Returns the exit code (0 also when no GPU is available); its
+    status goes to `<name>.json` in `out`."""
     check_rate(hz)
     out.mkdir(parents=True, exist_ok=True)
     stop = _Stop()
@@ -104,7 +108,7 @@ def run_sampler(
         probes = [Probe(i) for i in gpus]
     except (GpuUnavailable, GpuLost) as err:
         status.update(status="unavailable", reason=err.title, hint=err.hint)
-        write_status(out, status)
+        write_status(out, status, name)
         if ready is not None:
             print(f"unavailable: {err.title}", file=ready, flush=True)
         return 0
@@ -114,7 +118,7 @@ def run_sampler(
     status.update(
         status="running", gpus=list(files), power_kind={p.index: p.power_kind for p in probes}
     )
-    write_status(out, status)
+    write_status(out, status, name)
     period_ns = int(1e9 / hz)
     next_tick = time.monotonic_ns()
     deadline = next_tick + int(duration_s * 1e9) if duration_s else None
@@ -142,7 +146,7 @@ def run_sampler(
             last_flush = now
             if lost:
                 status["lost"] = dict(lost)
-                write_status(out, status)
+                write_status(out, status, name)
         if not probes:
             outcome = "lost"
             break
@@ -163,7 +167,7 @@ def run_sampler(
     status.update(
         status=outcome, stopped_ns=time.monotonic_ns(), rows=rows, lost=lost, overruns=overruns
     )
-    write_status(out, status)
+    write_status(out, status, name)
     return 0
 
 
@@ -175,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, default=None)
     parser.add_argument("--duration", type=float, default=None, help="stop after seconds")
     parser.add_argument("--nice", type=int, default=5, help="lower the sampler's priority")
+    parser.add_argument("--name", default="sampler", help="status file stem (<name>.json in --out)")
     args = parser.parse_args(argv)
     gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     try:
@@ -183,7 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError:
         pass
     try:
-        return run_sampler(args.out, args.hz, gpus, args.parent_pid, args.duration, sys.stdout)
+        return run_sampler(
+            args.out, args.hz, gpus, args.parent_pid, args.duration, sys.stdout, args.name
+        )
     except KitError as err:
         print(err.render(), file=sys.stderr)
         return 2

@@ -100,6 +100,8 @@ def _ml_stack(backend: str) -> dict[str, object]:
     from kit.env.ml import _version, ml_stack
 
     record: dict[str, object] = {"python": sys.version.split()[0], **ml_stack()}
+    # As this process sees it: the GPU the runner pinned it to (None: not pinned).
+    record["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     library = {
         "onnxruntime": "onnxruntime",
         "vllm": "vllm",

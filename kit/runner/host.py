@@ -106,7 +106,8 @@ def child_env(job: GroupJob) -> dict[str, str]:
     # A fresh compiler cache per group (TR126's pitfall: kernels warmed by the last model).
     env["TORCHINDUCTOR_CACHE_DIR"] = str(job.compile_cache_dir / "inductor")
     env["TRITON_CACHE_DIR"] = str(job.compile_cache_dir / "triton")
-    if job.device == "cuda" and job.gpu_index is not None:
+    # A placed CPU group (--gpus) gets it too: it cannot touch another group's GPU.
+    if job.gpu_index is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(job.gpu_index)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)

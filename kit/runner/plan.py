@@ -28,6 +28,8 @@ class RunRequest:
     weights: str = "auto"  # auto | hub | random
     group_timeout_s: float = 1800.0
     gpu_index: int = 0
+    gpus: tuple[int, ...] | None = None  # --gpus: place groups over these GPUs (placement.py)
+    isolation: str = "exclusive"  # exclusive | per-gpu (with gpus: one group per GPU at once)
     telemetry_hz: float = 20.0
     idle_baseline_s: float = 3.0
     thermal_gate_c: float | None = None

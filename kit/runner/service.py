@@ -65,11 +65,11 @@ def make_runner(name: str, request: RunRequest | None = None) -> Any:
     raise KitError(f"unknown runner {name!r}", "use --runner host or --runner docker")
 
 
-def _check_devices(cells: list[Cell]) -> dict[str, Any]:
+def _check_devices(cells: list[Cell], detection: Any = None) -> dict[str, Any]:
     """Refuse cuda cells when no NVIDIA GPU is visible; return the detection record."""
     from kit.gpu.snapshot import detect
 
-    detection = detect()
+    detection = detection or detect()
     needs_gpu = sum(1 for c in cells if c.device == "cuda")
     if needs_gpu and not detection.gpus:
         raise KitError(
@@ -117,7 +117,19 @@ def start_run(
         )
     if request.block_reps < 1:
         raise KitError(f"--block-reps {request.block_reps} is out of range", "give 1 or more")
-    detection = _check_devices(cells)
+    from kit.gpu.snapshot import detect
+    from kit.runner.placement import check_gpus, check_servers, cpu_note
+
+    found = detect()
+    isolation, placement_notes = check_gpus(
+        request.gpus or (), request.isolation, found, resolved_order(request.order, len(cells))
+    )
+    check_servers(cells, isolation)
+    if request.gpus and (note := cpu_note(cells)):
+        placement_notes.append(note)
+    asked_isolation = request.isolation
+    request = dataclasses.replace(request, isolation=isolation)
+    detection = _check_devices(cells, found)
     runner = make_runner(request.runner, request)
     images, pinning = _image_pins(runner, cells, request.allow_unpinned)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,11 +151,16 @@ def start_run(
         "order_seed": request.order_seed,
         "settings": settings,
         "gpus_at_start": detection,
+        "gpus": list(request.gpus) if request.gpus else None,
+        "isolation": isolation,
+        "isolation_asked": asked_isolation,
         "image_pinning": pinning,
         "images": images,
     }
     write_run_header(out, header, cells, matrix.path)
-    return _execute(out, cells, settings, runner, controls, on_event, resumed=False)
+    return _execute(
+        out, cells, settings, runner, controls, on_event, resumed=False, notes=placement_notes
+    )
 
 
 def start_frozen_run(
@@ -183,7 +200,14 @@ def resume_run(
     run_dir = Path(run_dir).expanduser().resolve()  # see start_run
     header, cells = load_run(run_dir)
     settings = dict(header.get("settings") or {})
-    _check_devices([c for c in cells])
+    from kit.gpu.snapshot import detect
+
+    found = detect()
+    if settings.get("gpus"):  # the run's GPUs must still be here (placement.py)
+        from kit.runner.placement import check_gpus
+
+        check_gpus(settings["gpus"], str(settings.get("isolation")), found, "listed")
+    _check_devices([c for c in cells], found)
     runner = make_runner(
         header.get("runner", "host"),
         RunRequest(
@@ -196,34 +220,63 @@ def resume_run(
     return _execute(run_dir, cells, settings, runner, controls, on_event, resumed=True)
 
 
+def sampled_gpus(cells: list[Cell], settings: dict[str, Any]) -> list[int]:
+    """The GPUs a run samples: --gpus (every listed one, CPU cells too: their groups are
+    placed there), else --gpu when any cell runs on cuda, else none."""
+    if settings.get("gpus"):
+        return [int(g) for g in settings["gpus"]]
+    if any(c.device == "cuda" for c in cells):
+        return [int(settings.get("gpu_index", 0))]
+    return []
+
+
 def _telemetry_start(
     run_dir: Path, cells: list[Cell], settings: dict[str, Any], sweep: Sweep
-) -> Any:
-    if not any(c.device == "cuda" for c in cells):
-        return None
+) -> list[Any]:
+    """Idle baseline, then the sampler: one process for the --gpu run (telemetry/sampler.json),
+    one per GPU with --gpus (telemetry/sampler-gpuN.json: one GPU's slow NVML call never
+    delays another's rows), then the thermal gate."""
+    gpus = sampled_gpus(cells, settings)
+    if not gpus:
+        return []
     from kit.gpu.baseline import idle_baseline, wait_for_thermal_gate
     from kit.gpu.process import start_sampler
 
-    gpu = int(settings.get("gpu_index", 0))
     seconds = float(settings.get("idle_baseline_s", 3.0))
     if seconds > 0:
         sweep.record(
             {
                 "event": "idle_baseline",
-                "gpus": [b.to_dict() for b in idle_baseline(seconds, gpus=[gpu])],
+                "gpus": [b.to_dict() for b in idle_baseline(seconds, gpus=gpus)],
             }
         )
-    handle = start_sampler(run_dir, float(settings.get("telemetry_hz", 20.0)), gpus=[gpu])
-    sweep.record(
-        {"event": "sampler_started", "available": handle.available, "reason": handle.reason}
-    )
+    hz = float(settings.get("telemetry_hz", 20.0))
+    handles = []
+    if settings.get("gpus"):
+        for gpu in gpus:
+            handle = start_sampler(run_dir, hz, gpus=[gpu], name=f"sampler-gpu{gpu}")
+            handles.append(handle)
+            sweep.record(
+                {
+                    "event": "sampler_started",
+                    "gpu": gpu,
+                    "available": handle.available,
+                    "reason": handle.reason,
+                }
+            )
+    else:
+        handle = start_sampler(run_dir, hz, gpus=gpus)
+        handles.append(handle)
+        sweep.record(
+            {"event": "sampler_started", "available": handle.available, "reason": handle.reason}
+        )
     gate = settings.get("thermal_gate_c")
     if gate is not None:
         record = wait_for_thermal_gate(
-            float(gate), float(settings.get("thermal_gate_max_wait_s", 120.0)), gpus=[gpu]
+            float(gate), float(settings.get("thermal_gate_max_wait_s", 120.0)), gpus=gpus
         )
         sweep.record({"event": "thermal_gate", **record.to_dict()})
-    return handle
+    return handles
 
 
 def _execute(
@@ -234,6 +287,7 @@ def _execute(
     controls: Controls | None,
     on_event: EventHook | None,
     resumed: bool,
+    notes: list[str] | None = None,
 ) -> RunOutcome:
     controls = controls or Controls()
     runner.preflight([])
@@ -252,7 +306,9 @@ def _execute(
             "estimate_s": round(estimate_s(cells, None, None, None, {})[0], 1),
         }
     )
-    sampler = None
+    for note in notes or []:
+        sweep.record({"event": "log", "level": "info", "message": note})
+    samplers: list[Any] = []
     completed = False
     try:
         try:
@@ -267,16 +323,18 @@ def _execute(
                     "message": f"environment fingerprint failed: {err}",
                 }
             )
-        sampler = _telemetry_start(run_dir, cells, settings, sweep)
+        samplers = _telemetry_start(run_dir, cells, settings, sweep)
         completed = sweep.run()
     except KeyboardInterrupt:
         controls.abort.set()
     finally:
-        if sampler is not None:
+        for sampler in samplers:
             result = sampler.stop()
+            gpu = {"gpu": sampler.gpus[0]} if settings.get("gpus") else {}
             sweep.record(
                 {
                     "event": "sampler_stopped",
+                    **gpu,
                     "status": result.status,
                     "rows": result.rows,
                     "detail": result.detail,
@@ -299,7 +357,7 @@ def _execute(
         sweep.close()
         if hasattr(runner, "close"):
             runner.close()
-        _post_process(run_dir, any(c.device == "cuda" for c in cells))
+        _post_process(run_dir, bool(sampled_gpus(cells, settings)))
     return outcome
 
 

@@ -22,6 +22,7 @@ from kit.matrix import Cell
 from kit.paths import inside
 from kit.runner.base import GroupJob, Runner
 from kit.runner.journal import Journal, finished_cells, write_json_atomic
+from kit.runner.placement import CoSchedule, placement
 from kit.runner.plan import groups_in_order, prompt_ids
 
 RUN_SCHEMA = 1
@@ -74,7 +75,14 @@ class Sweep:
         self.journal = Journal(run_dir / "journal.jsonl")
         self.measured_ns = 0
         self.precompiled: dict[str, dict[str, Any]] = {}  # group id -> precompile record
+        # --gpus: every group of the run placed on one GPU, before anything runs (placement.py)
+        self.gpus: tuple[int, ...] = tuple(int(g) for g in settings.get("gpus") or ())
+        self.isolation = str(settings.get("isolation") or "exclusive")
+        self.placed = placement(groups_in_order(cells), self.gpus) if self.gpus else {}
+        self.coschedule = CoSchedule()
         self._record_lock = threading.Lock()
+        self._cells_lock = threading.Lock()  # per-GPU workers finish cells at once
+        self._prepare_lock = threading.Lock()  # two groups may share one model checkpoint
         self._cells_file = open(run_dir / "cells.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 
     # -- journal helpers --------------------------------------------------------------------
@@ -87,9 +95,20 @@ class Sweep:
         self, cell_id: str, status: str, reasons: list[str], attempt: int, **extra: Any
     ) -> None:
         line = {"cell": cell_id, "status": status, "reasons": reasons, "attempt": attempt, **extra}
-        self._cells_file.write(json.dumps(line, separators=(",", ":")) + "\n")
-        self._cells_file.flush()
-        os.fsync(self._cells_file.fileno())
+        with self._cells_lock:
+            self._cells_file.write(json.dumps(line, separators=(",", ":")) + "\n")
+            self._cells_file.flush()
+            os.fsync(self._cells_file.fileno())
+
+    def placed_fields(self, job: GroupJob, cell: str | None = None) -> dict[str, Any]:
+        """`gpu` and (for a finishing cell) `co_scheduled` of a placed run's records; {}
+        without --gpus, so that a default run's journal and cells.jsonl stay as they were."""
+        if not self.placed:
+            return {}
+        fields: dict[str, Any] = {"gpu": job.gpu_index}
+        if cell is not None:
+            fields["co_scheduled"] = self.coschedule.cell_finished(cell)
+        return fields
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> bool:
@@ -117,6 +136,10 @@ class Sweep:
             from kit.runner.interleave import run_interleaved
 
             return run_interleaved(self, groups, inputs)
+        if self.placed and self.isolation == "per-gpu":
+            from kit.runner.pergpu import run_per_gpu
+
+            return run_per_gpu(self, groups, inputs)
         for group in groups:
             if self.controls.stopping:
                 return False
@@ -135,7 +158,8 @@ class Sweep:
 
         if get_model(cell.model).family == "ollama":
             return self.run_dir, {"model": cell.model, "weights": "server"}
-        prepared = prepare(cell.model, self.settings.get("weights", "auto"), seed=cell.seed)
+        with self._prepare_lock:
+            prepared = prepare(cell.model, self.settings.get("weights", "auto"), seed=cell.seed)
         return prepared.path, prepared.to_dict()
 
     def group_spec(
@@ -164,7 +188,10 @@ class Sweep:
 
     def gpu_for(self, cell: Cell) -> int | None:
         """Which GPU a group (its precompile, its measuring processes) runs on: the one
-        place a per-GPU scheduler decides it."""
+        place a per-GPU scheduler decides it. With --gpus every group has one, CPU groups
+        too (their process gets CUDA_VISIBLE_DEVICES; placement.cpu_note)."""
+        if self.placed:
+            return self.placed.get(cell.group_id(), self.gpus[0])
         return int(self.settings.get("gpu_index", 0)) if cell.device == "cuda" else None
 
     def fresh_cache(self, group_dir: Path, attempt: int) -> Path:
@@ -244,7 +271,8 @@ class Sweep:
                     + "/stderr.log"
                 )
                 for cell in remaining:
-                    self.finish_cell(cell.id, "crash", [reason], attempt)
+                    placed = self.placed_fields(job, cell.id)
+                    self.finish_cell(cell.id, "crash", [reason], attempt, **placed)
                     self.record(
                         {
                             "event": "cell_finished",
@@ -252,6 +280,7 @@ class Sweep:
                             "status": "crash",
                             "reasons": [reason],
                             "evidence": {"by": "runner"},
+                            **placed,
                         }
                     )
                 return True
@@ -264,6 +293,15 @@ class Sweep:
     ) -> tuple[set[str], str | None]:
         spawn_ns = time.monotonic_ns()
         proc = self.runner.start(job)
+        spawned: dict[str, Any] = {}
+        if self.placed:
+            running = self.coschedule.started(job.group_id, attempt, job.gpu_index)
+            spawned = {
+                "gpu": job.gpu_index,
+                "device": job.device,
+                "isolation": self.isolation,
+                "running": running,
+            }
         self.record(
             {
                 "event": "group_spawned",
@@ -271,6 +309,7 @@ class Sweep:
                 "attempt": attempt,
                 "cells": n_cells,
                 "runner": self.runner.describe(job),
+                **spawned,
             }
         )
         finished: set[str] = set()
@@ -294,6 +333,9 @@ class Sweep:
             for line in proc.lines():
                 event = _parse(line)
                 event["attempt"] = attempt
+                if self.placed:  # several processes write the journal at once: whose line
+                    event["group_id"] = job.group_id
+                    event["gpu"] = job.gpu_index
                 name = event.get("event")
                 if name == "group_started":
                     _mark_startup(event, spawn_ns, proc)
@@ -302,13 +344,25 @@ class Sweep:
                 elif name == "cell_started":
                     inflight = event.get("cell")
                     event.setdefault("token_method", inputs.get(inflight or "", {}).get("method"))
+                    if self.placed and inflight:
+                        self.coschedule.cell_started(str(inflight), job.group_id, attempt)
                 elif name == "sample":
-                    self.measured_ns += int(event.get("t1_ns", 0)) - int(event.get("t0_ns", 0))
+                    span = int(event.get("t1_ns", 0)) - int(event.get("t0_ns", 0))
+                    with self._cells_lock:
+                        self.measured_ns += span
+                placed: dict[str, Any] = {}
+                if name == "cell_finished" and event.get("cell"):
+                    placed = self.placed_fields(job, str(event["cell"]))
+                    event.update(placed)
                 self.record(event)
                 if name == "cell_finished" and event.get("cell"):
                     cid = str(event["cell"])
                     self.finish_cell(
-                        cid, str(event.get("status")), list(event.get("reasons") or []), attempt
+                        cid,
+                        str(event.get("status")),
+                        list(event.get("reasons") or []),
+                        attempt,
+                        **placed,
                     )
                     finished.add(cid)
                     inflight = None
@@ -318,6 +372,12 @@ class Sweep:
         finally:
             watchdog_done.set()
         info = proc.wait()
+        exited: dict[str, Any] = {}
+        if self.placed:
+            exited = {
+                "gpu": job.gpu_index,
+                "running": self.coschedule.exited(job.group_id, attempt),
+            }
         self.record(
             {
                 "event": "child_exited",
@@ -328,6 +388,7 @@ class Sweep:
                 "oom_killed": info.oom_killed,
                 "timed_out": info.timed_out,
                 "detail": info.detail,
+                **exited,
             }
         )
         if inflight and info.signal == 15 and not info.timed_out:
@@ -339,7 +400,8 @@ class Sweep:
             reason = info.detail or "the process ended in the middle of the cell"
             if info.oom_killed:
                 reason = "out of memory: the process was OOM-killed; " + reason
-            self.finish_cell(inflight, "crash", [reason], attempt)
+            placed = self.placed_fields(job, inflight)
+            self.finish_cell(inflight, "crash", [reason], attempt, **placed)
             self.record(
                 {
                     "event": "cell_finished",
@@ -348,6 +410,7 @@ class Sweep:
                     "reasons": [reason],
                     "evidence": {"by": "runner", "exit": dataclasses.asdict(info)},
                     "attempt": attempt,
+                    **placed,
                 }
             )
             finished.add(inflight)

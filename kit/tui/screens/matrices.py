@@ -1,5 +1,6 @@
 """Matrices: pick cells in the TR117 / TR126 / TR147 tree or by a `--select` filter, choose
-runner, device, repetitions, and start the run."""
+runner, device (and on a host of several GPUs: which GPUs, and the isolation), repetitions,
+and start the run."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from kit.matrix.estimate import LONG_RUN_S
 from kit.runner.plan import RunRequest
 from kit.tui.models.images import image_for_problem
 from kit.tui.models.matrix_tree import build_tree, cell_problem, estimate_s, fmt_duration
+from kit.tui.models.placement import GpuChoice, next_choice, placement_lines
 from kit.tui.models.runs import next_run_dir
 from kit.tui.screens.base import KitScreen
 from kit.tui.widgets.matrix_tree import MatrixTree
@@ -29,6 +31,9 @@ class MatricesScreen(KitScreen):
         Binding("slash", "focus_filter", "Filter"),
         Binding("d", "cycle_device", "Device"),
         Binding("r", "toggle_runner", "Runner"),
+        # Named in the choices panel, only on a host of several GPUs.
+        Binding("u", "cycle_gpus", "GPUs", show=False),
+        Binding("p", "toggle_isolation", "Isolation", show=False),
         Binding("c", "clear", "Clear"),
         Binding("g", "go", "Run"),
         Binding("i", "open_image", "Image", show=False),  # named in the node info instead
@@ -42,6 +47,8 @@ class MatricesScreen(KitScreen):
         self.selected: set[str] = set()
         self.device: str | None = None
         self.runner = "host"
+        self.gpus: GpuChoice = None
+        self.isolation = "exclusive"
         self._problems: dict[str, str | None] = {}
         self._long_run_seen = False  # `g` once showed that the selection runs over 24 h
 
@@ -122,9 +129,9 @@ class MatricesScreen(KitScreen):
         self.query_one("#estimate", Static).update(
             f"estimate: {fmt_duration(seconds) if chosen else '--'}{basis}"
         )
-        self.query_one("#choices", Static).update(
-            f"device: {self.device or 'as matrix'} (d)\nrunner: {self.runner} (r)"
-        )
+        lines = [f"device: {self.device or 'as matrix'} (d)", f"runner: {self.runner} (r)"]
+        lines += placement_lines(self.gpus, self.isolation, len(self._gpu_indices()))
+        self.query_one("#choices", Static).update("\n".join(lines))
         self._show_node_info()
 
     def _int(self, selector: str) -> int | None:
@@ -200,6 +207,25 @@ class MatricesScreen(KitScreen):
         self.device = DEVICES[(DEVICES.index(self.device) + 1) % len(DEVICES)]
         self.refresh_state()
 
+    def _gpu_indices(self) -> list[int]:
+        detection = self.kit.detection
+        return [g.index for g in detection.gpus] if detection else []
+
+    def action_cycle_gpus(self) -> None:
+        indices = self._gpu_indices()
+        if len(indices) < 2:
+            self.notify("this host has fewer than two GPUs: nothing to spread", severity="warning")
+            return
+        self.gpus = next_choice(self.gpus, indices)
+        self.refresh_state()
+
+    def action_toggle_isolation(self) -> None:
+        if self.gpus is None or len(self.gpus) < 2:
+            self.notify("choose several GPUs first (u)", severity="warning")
+            return
+        self.isolation = "per-gpu" if self.isolation == "exclusive" else "exclusive"
+        self.refresh_state()
+
     def action_toggle_runner(self) -> None:
         self.runner = "docker" if self.runner == "host" else "host"
         if self.runner == "docker":
@@ -248,6 +274,8 @@ class MatricesScreen(KitScreen):
             selection="id=" + "|".join(c.id for c in chosen),
             runner=self.runner,
             device=self.device,
+            gpus=self.gpus,
+            isolation=self.isolation if self.gpus and len(self.gpus) > 1 else "exclusive",
             repetitions=self._int("#reps") or None,
             warmup=self._int("#warmup"),
             argv=("kit", "tui"),
