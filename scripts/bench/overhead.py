@@ -185,9 +185,13 @@ def run_table(args: argparse.Namespace) -> int:
     )
     print(
         "| tokens | kit ms | bare ms | kit/bare | per-round p10 | p50 | p90 |"
-        + (" kit ms/token |" if steps > 1 else "")
+        + (
+            " kit ms/token |"
+            if steps > 1
+            else " bare+select ms | kit/(bare+select) | per-round p10-p90 |"
+        )
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if steps > 1 else ""))
+    print("|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if steps > 1 else "---:|---:|---:|"))
 
     def measure_length(n: int, cell: Any) -> None:
         cell_dict = cell.to_dict()
@@ -222,13 +226,15 @@ def run_table(args: argparse.Namespace) -> int:
         def forward(**kw: object) -> object:
             return model(use_cache=True, **kw)
 
-        def bare_chunk() -> float:
+        def bare_chunk(select: bool = False) -> float:
             lat = []
             for _ in range(args.chunk):
                 if steps == 1:
                     timer.sync()
                     t0 = time.perf_counter_ns()
-                    forward(input_ids=input_ids, attention_mask=mask, position_ids=positions)
+                    out = forward(input_ids=input_ids, attention_mask=mask, position_ids=positions)
+                    if select:  # the kit's prefill also picks the first token
+                        out.logits[:, -1, :].argmax(dim=-1, keepdim=True)
                     timer.sync()
                 else:
                     out = forward(input_ids=input_ids, attention_mask=mask, position_ids=positions)
@@ -251,26 +257,41 @@ def run_table(args: argparse.Namespace) -> int:
                 lat.append((time.perf_counter_ns() - t0) / 1e6)
             return statistics.median(lat)
 
-        for _ in range(3):  # warm both paths (compiles and records the graphs on the first)
+        for _ in range(3):  # warm every path (compiles and records the graphs on the first)
             kit_chunk()
             bare_chunk()
-        kit_m, bare_m = [], []
+            if steps == 1:
+                bare_chunk(select=True)
+        kit_m, bare_m, sel_m = [], [], []
         for _ in range(args.rounds):
             kit_m.append(kit_chunk())
             bare_m.append(bare_chunk())
+            if steps == 1:
+                sel_m.append(bare_chunk(select=True))
         km, bm = statistics.median(kit_m), statistics.median(bare_m)
         ratios = sorted(k / b for k, b in zip(kit_m, bare_m, strict=True))
         q = lambda xs, f: xs[min(len(xs) - 1, int(f * len(xs)))]  # noqa: E731
+        tail = f" {km / steps:.4f} |" if steps > 1 else ""
+        if steps == 1:
+            # The same work as the kit's definition of prefill (forward + first-token argmax):
+            # what is left of kit/bare here is the harness's own mechanics.
+            sm = statistics.median(sel_m)
+            sel_ratios = sorted(k / b for k, b in zip(kit_m, sel_m, strict=True))
+            tail = (
+                f" {sm:.4f} | {km / sm:.4f} | {q(sel_ratios, 0.1):.3f}-{q(sel_ratios, 0.9):.3f} |"
+            )
         print(
             f"| {n} | {km:.4f} | {bm:.4f} | {km / bm:.4f} | {q(ratios, 0.1):.3f} | "
-            f"{q(ratios, 0.5):.3f} | {q(ratios, 0.9):.3f} |"
-            + (f" {km / steps:.4f} |" if steps > 1 else ""),
+            f"{q(ratios, 0.5):.3f} | {q(ratios, 0.9):.3f} |" + tail,
             flush=True,
         )
 
     for n, cell in zip(lengths, cells, strict=True):
         measure_length(n, cell)
-    print("target: kit/bare <= 1.03")
+    print(
+        "target: kit/bare <= 1.03 (bare: the forward alone); kit/(bare+select): the same work as"
+        " the kit's prefill (forward + first-token argmax), so what remains is the harness's own"
+    )
     return 0
 
 
