@@ -169,13 +169,13 @@ groups:
 """
 
 
-def _run_hooked(tmp_path: Path, matrix: str, hook: dict[str, object]) -> Path:
+def _run_hooked(tmp_path: Path, matrix: str, hook: dict[str, object], *more: str) -> Path:
     (tmp_path / "m.yaml").write_text(matrix)
     run = tmp_path / "run"
     env = {**os.environ, "KIT_TEST_CALL_HOOK": json.dumps(hook)}
     proc = subprocess.run(
         [sys.executable, "-m", "kit", "run", "--matrix", str(tmp_path / "m.yaml"),
-         "--weights", "random", "--select", "prompt_index=0", "--out", str(run)],
+         "--weights", "random", "--select", "prompt_index=0", "--out", str(run), *more],
         capture_output=True, text=True, timeout=900, env=env, cwd=REPO,
     )  # fmt: skip
     # exit 3 (CELLS_FAILED): the run finished with degraded or crashed cells
@@ -224,8 +224,9 @@ def test_a_fatal_device_error_ends_the_process_and_a_fresh_one_continues_the_cel
     rows = {r["cell"]: r for r in json.loads(summary.stdout)["rows"]}
     assert rows[cells[0]]["counts"]["n"] == 2 and rows[cells[0]]["counts"]["superseded"] == 0
     # kit claims' evidence: the errors of both processes among the timed calls
-    evidence = open_evidence(run)
-    assert evidence.cells[cells[0]].by_status == {"ok": 2, "error": 2}
+    for source in (run, build_bundle(run, tmp_path / "b.tar.gz", plots=False).path):
+        evidence = open_evidence(source)  # a bundle is verified first
+        assert evidence.cells[cells[0]].by_status == {"ok": 2, "error": 2}
 
 
 CAPPED = """
@@ -243,17 +244,26 @@ groups:
 """
 
 
-def test_a_cell_fatal_on_every_call_gives_up_after_max_fatal_restarts(tmp_path: Path) -> None:
-    run = _run_hooked(tmp_path, CAPPED, {"fatal": list(range(2, 20)), "group": "fatal"})
+@pytest.mark.parametrize(
+    ("option", "restarts", "reason"),
+    [
+        ((), 3, "4 fatal device errors: each ended its process; gave up after 3 continuations"),
+        (("--max-fatal-restarts", "1"), 1,
+         "2 fatal device errors: each ended its process; gave up after 1 continuation;"),
+    ],
+)  # fmt: skip
+def test_a_cell_fatal_on_every_call_gives_up_after_max_fatal_restarts(
+    tmp_path: Path, option: tuple[str, ...], restarts: int, reason: str
+) -> None:
+    hook = {"fatal": list(range(2, 20)), "group": "fatal"}
+    run = _run_hooked(tmp_path, CAPPED, hook, *option)
     (status,) = list(read_jsonl(run / "cells.jsonl"))
-    assert status["status"] == "crash" and status["attempt"] == 4
-    assert status["reasons"][0].startswith(
-        "4 fatal device errors: each ended its process; gave up after 3 continuations"
-    )
+    assert status["status"] == "crash" and status["attempt"] == restarts + 1
+    assert status["reasons"][0].startswith(reason)
     events = list(read_jsonl(run / "journal.jsonl"))
-    assert len([e for e in events if e.get("event") == "group_spawned"]) == 4
-    assert len([e for e in events if e.get("event") == "cell_suspended"]) == 4
+    assert len([e for e in events if e.get("event") == "group_spawned"]) == restarts + 1
+    assert len([e for e in events if e.get("event") == "cell_suspended"]) == restarts + 1
     (done,) = [e for e in events if e.get("event") == "cell_finished"]
-    assert done["evidence"]["sample_counts"]["error"] == 4
-    assert [c["from_rep"] for c in done["evidence"]["continued"]] == [3, 4, 5]
+    assert done["evidence"]["sample_counts"]["error"] == restarts + 1
+    assert [c["from_rep"] for c in done["evidence"]["continued"]] == list(range(3, 3 + restarts))
     assert any(e.get("event") == "run_finished" for e in events)

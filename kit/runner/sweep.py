@@ -220,15 +220,16 @@ class Sweep:
         """Note a `cell_suspended`; past `max_fatal_restarts` continuations the cell is
         finished `crash` instead. Returns True when the cell was finished."""
         cid = str(event["cell"])
-        limit = int(self.settings.get("max_fatal_restarts", MAX_FATAL_RESTARTS))
+        limit = max(0, int(self.settings.get("max_fatal_restarts", MAX_FATAL_RESTARTS)))
         fatal = len(event.get("continued") or []) + 1
         if fatal <= limit:
             self.suspended[cid] = (attempt, event)
             return False
         self.suspended.pop(cid, None)
+        errors = "fatal device error: it ended" if fatal == 1 else "fatal device errors: each ended"
         reasons = [
-            f"{fatal} fatal device errors: each ended its process; gave up after {limit} "
-            f"continuations; last: {event.get('fatal_error')}"
+            f"{fatal} {errors} its process; gave up after {limit} continuation"
+            f"{'' if limit == 1 else 's'}; last: {event.get('fatal_error')}"
         ]
         counts = {**(event.get("counts") or {}), "error": len(event.get("errors") or [])}
         placed = self.placed_fields(job, cid)
