@@ -27,6 +27,9 @@ Test hook (tests only, documented in docs/FORMATS.md): the environment variable
 "mode": M, "group": G}`; the listed repetitions (warmups count from 0) of cells of mode M and
 group G (any when absent) raise `RuntimeError("test hook: ...")` inside the timed call (for
 `fatal`, with the text of a CUDA illegal memory access), or sleep `slow_ms` more inside it.
+A continuing process reruns the warmups with their first rep numbers (a hooked warmup fires in
+every process: tests put `fatal` reps at or past `warmup`); its timed reps go on from the
+suspended one, so a fatal timed rep fires once.
 """
 
 from __future__ import annotations
