@@ -267,3 +267,36 @@ def test_a_cell_fatal_on_every_call_gives_up_after_max_fatal_restarts(
     assert done["evidence"]["sample_counts"]["error"] == restarts + 1
     assert [c["from_rep"] for c in done["evidence"]["continued"]] == list(range(3, 3 + restarts))
     assert any(e.get("event") == "run_finished" for e in events)
+
+
+def test_a_run_stopped_after_a_suspension_reruns_the_cell_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kit.runner.plan import RunRequest
+    from kit.runner.service import resume_run, start_run
+    from kit.runner.sweep import Controls
+    from kit.stats import summarize_run
+
+    monkeypatch.setenv("KIT_TEST_CALL_HOOK", json.dumps({"fatal": [2], "group": "fatal"}))
+    (tmp_path / "m.yaml").write_text(CAPPED)
+    out = tmp_path / "run"
+    controls = Controls()
+
+    def on_event(event: dict[str, object]) -> None:
+        if event["event"] == "cell_suspended":
+            controls.abort.set()
+
+    request = RunRequest(
+        matrix=str(tmp_path / "m.yaml"), out=out, weights="random", selection="prompt_index=0"
+    )
+    first = start_run(request, controls, on_event)
+    assert first.interrupted and first.counts == {"not_run": 1}
+    second = resume_run(out)  # the continuation tallies are gone: the cell reruns
+    assert not second.interrupted and second.counts == {"degraded": 1}
+    (status,) = list(read_jsonl(out / "cells.jsonl"))
+    assert any("1 of 8 timed calls failed" in r for r in status["reasons"])
+    events = list(read_jsonl(out / "journal.jsonl"))
+    started = [e.get("continues") for e in events if e.get("event") == "cell_started"]
+    assert started == [None, None, True]  # first run, the resumed rerun, its continuation
+    (row,) = summarize_run(out).rows
+    assert row.latency.n == 7 and row.n_superseded == 3  # rep 0 (warmup), 1, 2 of the first run
