@@ -169,22 +169,134 @@ groups:
 """
 
 
-def test_a_fatal_device_error_still_ends_the_process(tmp_path: Path) -> None:
-    (tmp_path / "fatal.yaml").write_text(FATAL)
+def _run_hooked(tmp_path: Path, matrix: str, hook: dict[str, object], *more: str) -> Path:
+    (tmp_path / "m.yaml").write_text(matrix)
     run = tmp_path / "run"
-    hook = {"fatal": [2], "group": "fatal"}
     env = {**os.environ, "KIT_TEST_CALL_HOOK": json.dumps(hook)}
     proc = subprocess.run(
-        [sys.executable, "-m", "kit", "run", "--matrix", str(tmp_path / "fatal.yaml"),
-         "--weights", "random", "--select", "prompt_index=0", "--out", str(run)],
+        [sys.executable, "-m", "kit", "run", "--matrix", str(tmp_path / "m.yaml"),
+         "--weights", "random", "--select", "prompt_index=0", "--out", str(run), *more],
         capture_output=True, text=True, timeout=900, env=env, cwd=REPO,
     )  # fmt: skip
+    # exit 3 (CELLS_FAILED): the run finished with degraded or crashed cells
     assert proc.returncode == 3, proc.stderr[-2000:]
-    statuses = [r["status"] for r in read_jsonl(run / "cells.jsonl")]
-    assert statuses == ["crash", "crash"]  # each cell's fatal error is its own
+    return run
+
+
+def test_a_fatal_device_error_ends_the_process_and_a_fresh_one_continues_the_cell(
+    tmp_path: Path,
+) -> None:
+    # rep 0 is the warmup (rerun in each continuing process); rep 2 of each cell is fatal
+    run = _run_hooked(tmp_path, FATAL, {"fatal": [2], "fail": [4], "group": "fatal"})
+    cells = [c["id"] for c in json.loads((run / "matrix" / "cells.json").read_text())]
+    statuses = {r["cell"]: r for r in read_jsonl(run / "cells.jsonl")}
+    assert [statuses[c]["status"] for c in cells] == ["degraded", "degraded"]
+    for cid in cells:
+        assert any("2 of 4 timed calls failed" in r for r in statuses[cid]["reasons"])
     events = list(read_jsonl(run / "journal.jsonl"))
-    finished = [e for e in events if e.get("event") == "cell_finished"]
-    assert all("illegal memory access" in " ".join(e["reasons"]) for e in finished)
-    # the first process ended at the fatal error; a fresh one measured the second cell
+    suspended = [e for e in events if e.get("event") == "cell_suspended"]
+    assert [(e["cell"], e["next_rep"], e["attempt"]) for e in suspended] == [
+        (cells[0], 3, 1), (cells[1], 3, 2)
+    ]  # fmt: skip
+    assert "illegal memory access" in suspended[0]["fatal_error"]
+    # process 1: cell 0 to its fatal rep; 2: cell 0 from rep 3, cell 1 to rep 2; 3: cell 1
     spawned = [e for e in events if e.get("event") == "group_spawned"]
-    assert len(spawned) == 2
+    assert [e["attempt"] for e in spawned] == [1, 2, 3]
+    first = [e for e in events if e.get("cell") == cells[0]]
+    assert {e["attempt"] for e in first if e.get("event") == "sample"} == {1, 2}
+    started = [e for e in first if e.get("event") == "cell_started"]
+    assert [e.get("continues") for e in started] == [None, True]
+    samples = [e for e in first if e.get("event") == "sample"]
+    assert [(s["rep"], s["warmup"], s["status"]) for s in samples] == [
+        (0, True, "ok"), (1, False, "ok"), (2, False, "error"),
+        (0, True, "ok"), (3, False, "ok"), (4, False, "error"),
+    ]  # fmt: skip
+    assert samples[2]["fatal"] is True and "fatal" not in samples[5]
+    (done,) = [e for e in first if e.get("event") == "cell_finished"]
+    assert done["evidence"]["sample_counts"]["ok"] == 2
+    assert done["evidence"]["sample_counts"]["error"] == 2
+    assert done["evidence"]["continued"] == [
+        {"attempt": 2, "from_rep": 3, "fatal_error": suspended[0]["fatal_error"]}
+    ]
+    # kit summarize: the ok samples of both processes, warmups left out
+    summary = _kit(["summarize", str(run), "--json", "--no-write"])
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    rows = {r["cell"]: r for r in json.loads(summary.stdout)["rows"]}
+    assert rows[cells[0]]["counts"]["n"] == 2 and rows[cells[0]]["counts"]["superseded"] == 0
+    # kit claims' evidence: the errors of both processes among the timed calls
+    for source in (run, build_bundle(run, tmp_path / "b.tar.gz", plots=False).path):
+        evidence = open_evidence(source)  # a bundle is verified first
+        assert evidence.cells[cells[0]].by_status == {"ok": 2, "error": 2}
+
+
+CAPPED = """
+schema: 1
+id: capped
+title: a fatal device error on every call
+defaults: {device: cpu, repetitions: 8, warmup: 1, max_new_tokens: 2, seed: 42}
+groups:
+  - id: fatal
+    on_error: continue
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill]
+"""
+
+
+@pytest.mark.parametrize(
+    ("option", "restarts", "reason"),
+    [
+        ((), 3, "4 fatal device errors: each ended its process; gave up after 3 continuations"),
+        (("--max-fatal-restarts", "1"), 1,
+         "2 fatal device errors: each ended its process; gave up after 1 continuation;"),
+    ],
+)  # fmt: skip
+def test_a_cell_fatal_on_every_call_gives_up_after_max_fatal_restarts(
+    tmp_path: Path, option: tuple[str, ...], restarts: int, reason: str
+) -> None:
+    hook = {"fatal": list(range(2, 20)), "group": "fatal"}
+    run = _run_hooked(tmp_path, CAPPED, hook, *option)
+    (status,) = list(read_jsonl(run / "cells.jsonl"))
+    assert status["status"] == "crash" and status["attempt"] == restarts + 1
+    assert status["reasons"][0].startswith(reason)
+    events = list(read_jsonl(run / "journal.jsonl"))
+    assert len([e for e in events if e.get("event") == "group_spawned"]) == restarts + 1
+    assert len([e for e in events if e.get("event") == "cell_suspended"]) == restarts + 1
+    (done,) = [e for e in events if e.get("event") == "cell_finished"]
+    assert done["evidence"]["sample_counts"]["error"] == restarts + 1
+    assert [c["from_rep"] for c in done["evidence"]["continued"]] == list(range(3, 3 + restarts))
+    assert any(e.get("event") == "run_finished" for e in events)
+
+
+def test_a_run_stopped_after_a_suspension_reruns_the_cell_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kit.runner.plan import RunRequest
+    from kit.runner.service import resume_run, start_run
+    from kit.runner.sweep import Controls
+    from kit.stats import summarize_run
+
+    monkeypatch.setenv("KIT_TEST_CALL_HOOK", json.dumps({"fatal": [2], "group": "fatal"}))
+    (tmp_path / "m.yaml").write_text(CAPPED)
+    out = tmp_path / "run"
+    controls = Controls()
+
+    def on_event(event: dict[str, object]) -> None:
+        if event["event"] == "cell_suspended":
+            controls.abort.set()
+
+    request = RunRequest(
+        matrix=str(tmp_path / "m.yaml"), out=out, weights="random", selection="prompt_index=0"
+    )
+    first = start_run(request, controls, on_event)
+    assert first.interrupted and first.counts == {"not_run": 1}
+    second = resume_run(out)  # the continuation tallies are gone: the cell reruns
+    assert not second.interrupted and second.counts == {"degraded": 1}
+    (status,) = list(read_jsonl(out / "cells.jsonl"))
+    assert any("1 of 8 timed calls failed" in r for r in status["reasons"])
+    events = list(read_jsonl(out / "journal.jsonl"))
+    started = [e.get("continues") for e in events if e.get("event") == "cell_started"]
+    assert started == [None, None, True]  # first run, the resumed rerun, its continuation
+    (row,) = summarize_run(out).rows
+    assert row.latency.n == 7 and row.n_superseded == 3  # rep 0 (warmup), 1, 2 of the first run

@@ -232,3 +232,26 @@ def test_runfactory_telemetry_covers_the_run(tmp_path: Path) -> None:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 20 and rows[0]["power_kind"] == "instant"
     assert int(rows[0]["t_ns"]) == run.span_ns[0] and int(rows[-1]["t_ns"]) == run.span_ns[1]
+
+
+def test_a_continued_cell_keeps_the_samples_of_every_process(tmp_path: Path) -> None:
+    from kit.stats.journal_scan import scan_journal
+
+    def sample(rep: int, ms: float | None, warmup: bool = False, status: str = "ok") -> str:
+        return json.dumps({"event": "sample", "cell": "c", "phase": "prefill", "rep": rep,
+                           "warmup": warmup, "latency_ms": ms, "status": status})  # fmt: skip
+
+    lines = [
+        json.dumps({"event": "cell_started", "cell": "c"}),
+        sample(0, 9.0, warmup=True), sample(1, 1.0), sample(2, None, status="error"),
+        json.dumps({"event": "cell_suspended", "cell": "c", "next_rep": 3}),
+        json.dumps({"event": "cell_started", "cell": "c", "continues": True, "from_rep": 3}),
+        sample(0, 9.0, warmup=True), sample(3, 2.0), sample(4, 3.0),
+        json.dumps({"event": "cell_finished", "cell": "c", "status": "degraded"}),
+    ]  # fmt: skip
+    (tmp_path / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    cell = scan_journal(tmp_path / "journal.jsonl").cells["c"]
+    acc = cell.phases["prefill"]
+    assert cell.attempts == 2 and acc.n_superseded == 0
+    assert list(acc.latency_ms) == [1.0, 2.0, 3.0]
+    assert acc.n_warmup == 2 and acc.not_ok == {"error": 1}

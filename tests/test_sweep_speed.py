@@ -173,3 +173,45 @@ def test_bad_interleave_requests_get_one_clear_message(
     assert main([*base, "--block-reps", "0", "--out", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err
     assert "--block-reps 0 is out of range" in err and "Traceback" not in err
+
+
+FATAL_PAIR = """
+schema: 1
+id: pair
+defaults: {device: cpu, repetitions: 4, warmup: 1, max_new_tokens: 2, seed: 42}
+groups:
+  - id: cmp
+    on_error: continue
+    backends:
+      - {backend: transformers-eager, label: eager}
+      - {backend: transformers-compile, label: compiled, compile: {backend: inductor, mode: default}}
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill]
+"""
+
+
+def test_interleaved_cell_suspended_by_a_fatal_error_is_continued_serially(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIT_TEST_CALL_HOOK", json.dumps({"fatal": [2], "group": "cmp"}))
+    matrix = tmp_path / "pair.yaml"
+    matrix.write_text(textwrap.dedent(FATAL_PAIR))
+    out = tmp_path / "run"
+    request = RunRequest(matrix=str(matrix), out=out, weights="random", order="interleaved",
+                         block_reps=2, selection="prompt_index=0")  # fmt: skip
+    outcome = start_run(request)
+    assert outcome.counts == {"degraded": 2}, outcome.counts
+    evs = _events(out)
+    assert len([e for e in evs if e["event"] == "cell_suspended"]) == 2
+    for e in evs:
+        if e["event"] == "cell_finished":
+            assert any("1 of 4 timed calls failed" in r for r in e["reasons"]), e["reasons"]
+            assert [c["attempt"] for c in e["evidence"]["continued"]] == [2]
+    # each cell: 4 timed calls over two processes; the compiled cell compiles in each
+    timed = Counter(e["cell"] for e in evs if e["event"] == "sample" and not e["warmup"])
+    assert set(timed.values()) == {4}
+    compiles = Counter(
+        e["attempt"] for e in evs if e["event"] == "phase" and e["phase"] == "compile"
+    )
+    assert compiles == {1: 1, 2: 1}

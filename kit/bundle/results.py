@@ -141,9 +141,17 @@ def _route(
         facts.images.update(_images_of(event))
     elif kind == "cell_started" and isinstance(event.get("t_ns"), int):
         started[cell] = int(event["t_ns"])
+        if event.get("continues") is True:
+            return  # a fresh process continuing a suspended cell: its samples all count
         attempts[cell] = attempts.get(cell, 0) + 1
         for key in [k for k in facts.phases if k[0] == cell]:
             del facts.phases[key]
+    elif kind == "cell_suspended":
+        # The cell's window in the process a fatal device error ended; the continuing
+        # process opens the next one.
+        end = event.get("t_ns")
+        if cell in started and isinstance(end, int):
+            facts.windows.append(Window(cell, started.pop(cell), end))
     elif kind == "cell_finished":
         facts.finished[cell] = event
         end = event.get("t_ns")

@@ -54,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--group-timeout", type=float, default=1800.0, help="seconds per cell-group process"
     )
     parser.add_argument(
+        "--max-fatal-restarts",
+        type=int,
+        default=3,
+        help="on_error: continue: fresh processes that may continue one cell after fatal "
+        "device errors (default 3); past them the cell is a crash",
+    )
+    parser.add_argument(
         "--gpu", type=int, default=None, help="GPU index for cuda cells (default 0)"
     )
     parser.add_argument(
@@ -186,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
             order_seed=args.seed,
             weights=args.weights,
             group_timeout_s=args.group_timeout,
+            max_fatal_restarts=args.max_fatal_restarts,
             gpu_index=args.gpu or 0,
             gpus=gpus,
             isolation=args.isolation,

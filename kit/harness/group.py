@@ -8,8 +8,15 @@ is written) or `skipped` (reason).
 Under the group option `on_error: continue` (a cell field) a failing call is an `error` sample
 (latency null, its message in `error`) and the cell keeps calling until its repetitions are
 done; the cell is `degraded` with "k of N timed calls failed" (`crash` when every timed call
-failed). A fatal device error (illegal memory access, device-side assert) still ends the cell
-and the process.
+failed). A fatal device error (illegal memory access, device-side assert) in a warmup or timed
+call is an `error` sample with `fatal: true`; the CUDA context is then poisoned, so the harness
+emits `cell_suspended` (the next repetition and the tallies so far) instead of `cell_finished`
+and the process exits 3. The runner's next process gets the tallies as the group input's
+`continue_from[cell id]`: it emits `cell_started` with `continues: true`, runs the compile call
+and the warmups again (same rep numbers 0..warmup-1: a fresh process is cold), then the timed
+calls from the suspended repetition on; its `cell_finished` counts the calls of every process
+and names each continuation in `evidence.continued`. A fatal error in the compile call, or
+without `on_error: continue`, ends the cell `crash` and the process, as any fatal error.
 
 Adaptive repetitions (cell fields `until_ci_pct`, `max_reps`; `kit run --until-ci`): after
 its repetitions a cell keeps calling until its median's 95% CI half-width is under the percent
@@ -20,6 +27,9 @@ Test hook (tests only, documented in docs/FORMATS.md): the environment variable
 "mode": M, "group": G}`; the listed repetitions (warmups count from 0) of cells of mode M and
 group G (any when absent) raise `RuntimeError("test hook: ...")` inside the timed call (for
 `fatal`, with the text of a CUDA illegal memory access), or sleep `slow_ms` more inside it.
+A continuing process reruns the warmups with their first rep numbers (a hooked warmup fires in
+every process: tests put `fatal` reps at or past `warmup`); its timed reps go on from the
+suspended one, so a fatal timed rep fires once.
 """
 
 from __future__ import annotations
@@ -129,6 +139,11 @@ class FatalCellError(Exception):
     """The process must end after this cell (the runner continues in a fresh process)."""
 
 
+class CellSuspended(Exception):
+    """A fatal device error under on_error: continue: `cell_suspended` was emitted, the
+    process must end, and the runner's next process continues the cell."""
+
+
 def expected_tokens(cell: dict[str, Any]) -> int:
     return 1 if cell["mode"] == "prefill" else int(cell["max_new_tokens"])
 
@@ -157,8 +172,14 @@ def _concurrent(backend: Backend, call: Any, concurrency: int) -> Timed:
 
 
 def run_cell(
-    backend: Backend, cell: dict[str, Any], prompt_ids: list[list[int]], out: Emitter
+    backend: Backend,
+    cell: dict[str, Any],
+    prompt_ids: list[list[int]],
+    out: Emitter,
+    resume: dict[str, Any] | None = None,
 ) -> None:
+    """Measure one cell; `resume` is its `continue_from` entry (docs/FORMATS.md) when an
+    earlier process was suspended in it. Raises CellSuspended after `cell_suspended`."""
     cid = cell["id"]
     device = cell["device"]
     want = expected_tokens(cell)
@@ -198,15 +219,21 @@ def run_cell(
             ms=timed.latency_ms,
             detail=compile_delta,
         )
-    total = int(cell["warmup"]) + int(cell["repetitions"])
+    warmup = int(cell["warmup"])
+    total = warmup + int(cell["repetitions"])
     keep_going = cell.get("on_error", "stop") == "continue"
     hook = _test_hook(cell)
-    errors: list[str] = []
+    resume = resume or {}
+    errors: list[str] = list(resume.get("errors", []))
+    counts.update(resume.get("counts", {}))
     adaptive = _Adaptive(cell)
-    ok_ms: list[float] = []
+    ok_ms: list[float] = [float(v) for v in resume.get("ok_ms", [])]
+    continued: list[dict[str, Any]] = list(resume.get("continued", []))
     rep = -1
     while True:
         rep += 1
+        if resume and rep == warmup:
+            rep = max(int(resume["from_rep"]), warmup)  # timed calls go on where they stopped
         if rep >= total and not adaptive.more(rep - int(cell["warmup"]), ok_ms):
             break
         call = backend.call(cell, prompt_ids, rep)
@@ -219,19 +246,30 @@ def run_cell(
             else:
                 timed = backend.timer.measure(call.run, call.setup())
         except Exception as err:
-            if not keep_going or device_fatal(err):
+            if not keep_going:
                 raise
-            warm = rep < int(cell["warmup"])
+            fatal = device_fatal(err)
+            warm = rep < warmup
             message = f"{type(err).__name__}: {err}".strip()[:500]
             if not warm:
                 errors.append(message)
             out.log(traceback.format_exc(), level="error")
-            _recover(backend)
+            if not fatal:
+                _recover(backend)  # a poisoned CUDA context is left alone: the process ends
             out.emit(
                 "sample", cell=cid, phase=cell["mode"], rep=rep, warmup=warm, latency_ms=None,
                 cuda_event_ms=None, tokens_in=len(prompt_ids[0]), tokens_out=0,
                 t0_ns=t0_ns, t1_ns=time.monotonic_ns(), status="error", flags=[], error=message,
+                **({"fatal": True} if fatal else {}),
             )  # fmt: skip
+            if fatal:
+                # A fatal warmup call resumes at the first timed call (warmups rerun anyway).
+                out.emit(
+                    "cell_suspended", cell=cid, next_rep=max(rep + 1, warmup),
+                    fatal_error=message, errors=errors, counts=counts, ok_ms=ok_ms,
+                    continued=continued,
+                )  # fmt: skip
+                raise CellSuspended(message) from err
             continue
         produced = call.count(timed.result)
         flags: list[str] = []
@@ -296,6 +334,7 @@ def run_cell(
     evidence = {
         **verdict.evidence,
         "sample_counts": {**counts, "error": len(errors)},
+        **({"continued": continued} if continued else {}),
         **({"adaptive": adaptive.record(ok_ms)} if adaptive.pct is not None else {}),
         "tokens_expected": want,
         "timing": "cuda events + synchronized perf_counter" if device == "cuda" else "perf_counter",
@@ -313,7 +352,8 @@ def run_group(
     backend_cls: type | None, skip_reason: str | None, spec: dict[str, Any], out: Emitter
 ) -> int:
     """Run every cell of the group; returns the process exit code (0, or 3 after a fatal
-    error, which tells the runner to continue the remaining cells in a fresh process)."""
+    error, which tells the runner to continue in a fresh process: the remaining cells, and
+    the suspended cell first when it emitted `cell_suspended`)."""
     cells: list[dict[str, Any]] = spec["cells"]
     prompts: dict[str, list[list[int]]] = spec["prompts"]
 
@@ -351,9 +391,12 @@ def run_group(
         message = f"model load failed: {type(err).__name__}: {err}"
         out.log(traceback.format_exc(), level="error")
         return finish_all("crash", message)
+    continue_from: dict[str, dict[str, Any]] = spec.get("continue_from") or {}
     for cell in cells:
         ids = prompts[cell["id"]]
-        out.emit("cell_started", cell=cell["id"], tokens_in=len(ids[0]), prompt_ids=ids)
+        resume = continue_from.get(cell["id"])
+        more = {"continues": True, "from_rep": resume["from_rep"]} if resume else {}
+        out.emit("cell_started", cell=cell["id"], tokens_in=len(ids[0]), prompt_ids=ids, **more)
         reason = backend.skip_reason(cell)
         if reason:
             out.emit(
@@ -369,7 +412,14 @@ def run_group(
                      reasons=unmeasurable, evidence={"measured": False})  # fmt: skip
             continue
         try:
-            run_cell(backend, cell, ids, out)
+            run_cell(backend, cell, ids, out, resume)
+        except CellSuspended:
+            out.log(
+                "fatal device error: ending this process; the runner continues the cell in a "
+                "fresh one",
+                level="error",
+            )
+            return 3
         except Exception as err:
             text = f"{type(err).__name__}: {err}".strip()
             kind = "out of memory" if "out of memory" in text.lower() else "exception"

@@ -202,6 +202,11 @@ def _advance(sweep: Any, m: Member, inputs: dict[str, Any], mark: Any, parse: An
             sweep.finish_cell(cid, str(event.get("status")), list(event.get("reasons") or []), 1)
             m.finished.add(cid)
             m.inflight = None
+        if name == "cell_suspended" and event.get("cell"):
+            # A fatal device error: the serial attempt 2 continues the cell (sweep.py).
+            if sweep._suspend(m.job, event, 1):
+                m.finished.add(str(event["cell"]))
+            m.inflight = None
         if name == "block":
             return
     _finish(sweep, m)

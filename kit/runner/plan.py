@@ -27,6 +27,7 @@ class RunRequest:
     order_seed: int = 42
     weights: str = "auto"  # auto | hub | random
     group_timeout_s: float = 1800.0
+    max_fatal_restarts: int = 3  # on_error: continue: fresh processes continuing one cell
     gpu_index: int = 0
     gpus: tuple[int, ...] | None = None  # --gpus: place groups over these GPUs (placement.py)
     isolation: str = "exclusive"  # exclusive | per-gpu (with gpus: one group per GPU at once)

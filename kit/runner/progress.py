@@ -40,6 +40,13 @@ class ProgressLine:
             self.current = (
                 f"{event.get('cell') or 'group'} ({event.get('phase')} {event.get('ms', 0):.0f} ms)"
             )
+        elif name == "cell_suspended":
+            self._emit(
+                f"  suspended: {event.get('cell')}: {str(event.get('fatal_error'))[:200]}; "
+                "a fresh process continues it",
+                force=True,
+                newline=True,
+            )
         elif name == "cell_finished":
             self.done += 1
             self.done_here += 1

@@ -2,7 +2,10 @@
 
 Everything needed to resume or bundle is in the run directory (docs/FORMATS.md); nothing
 lives only in memory. Completed cells (any final status) are never rerun; a half-done cell
-is rerun from its start in a fresh process.
+is rerun from its start in a fresh process, except a cell its process suspended after a
+fatal device error under on_error: continue (`cell_suspended`): the group's next process
+continues it (`continue_from` in its input), at most `max_fatal_restarts` times. A resumed
+run (`kit run --resume`) reruns a suspended cell from its start.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from kit.runner.placement import CoSchedule, placement
 from kit.runner.plan import groups_in_order, prompt_ids
 
 RUN_SCHEMA = 1
+MAX_FATAL_RESTARTS = 3  # fresh processes continuing one cell after fatal device errors
 EventHook = Callable[[dict[str, Any]], None]
 
 
@@ -84,6 +88,9 @@ class Sweep:
         self._cells_lock = threading.Lock()  # per-GPU workers finish cells at once
         self._prepare_lock = threading.Lock()  # two groups may share one model checkpoint
         self._cells_file = open(run_dir / "cells.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        # cell id -> (attempt that suspended it, its cell_suspended event); in memory only:
+        # a resumed run reruns such a cell from its start.
+        self.suspended: dict[str, tuple[int, dict[str, Any]]] = {}
 
     # -- journal helpers --------------------------------------------------------------------
     def record(self, event: dict[str, Any]) -> None:
@@ -169,8 +176,10 @@ class Sweep:
         model_record: dict[str, Any],
         cache_dir: Path,
         inputs: dict[str, dict[str, Any]],
+        continue_from: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """The harness input of one group process (docs/FORMATS.md)."""
+        """The harness input of one group process (docs/FORMATS.md); `continue_from`: the
+        suspended cells it continues (see `continuations`)."""
         spec = {
             "schema": 1,
             "cells": [c.to_dict() for c in cells],
@@ -184,7 +193,56 @@ class Sweep:
         precompiled = self.precompiled.get(cells[0].group_id())
         if precompiled and cache_dir.name == "compile-cache-1":
             spec["precompile"] = precompiled
+        if continue_from:
+            spec["continue_from"] = continue_from
         return spec
+
+    def continuations(self, cells: list[Cell], attempt: int) -> dict[str, dict[str, Any]]:
+        """`continue_from` of process `attempt`: per suspended cell, the repetition to go on
+        from, the tallies so far and every continuation (this one last)."""
+        found: dict[str, dict[str, Any]] = {}
+        for cell in cells:
+            if cell.id not in self.suspended:
+                continue
+            _, event = self.suspended[cell.id]
+            step = {"attempt": attempt, "from_rep": event.get("next_rep"),
+                    "fatal_error": event.get("fatal_error")}  # fmt: skip
+            found[cell.id] = {
+                "from_rep": int(event.get("next_rep") or 0),
+                "errors": list(event.get("errors") or []),
+                "counts": dict(event.get("counts") or {}),
+                "ok_ms": list(event.get("ok_ms") or []),
+                "continued": [*(event.get("continued") or []), step],
+            }
+        return found
+
+    def _suspend(self, job: GroupJob, event: dict[str, Any], attempt: int) -> bool:
+        """Note a `cell_suspended`; past `max_fatal_restarts` continuations the cell is
+        finished `crash` instead. Returns True when the cell was finished."""
+        cid = str(event["cell"])
+        limit = max(0, int(self.settings.get("max_fatal_restarts", MAX_FATAL_RESTARTS)))
+        fatal = len(event.get("continued") or []) + 1
+        if fatal <= limit:
+            self.suspended[cid] = (attempt, event)
+            return False
+        self.suspended.pop(cid, None)
+        errors = "fatal device error: it ended" if fatal == 1 else "fatal device errors: each ended"
+        reasons = [
+            f"{fatal} {errors} its process; gave up after {limit} continuation"
+            f"{'' if limit == 1 else 's'}; last: {event.get('fatal_error')}"
+        ]
+        counts = {**(event.get("counts") or {}), "error": len(event.get("errors") or [])}
+        placed = self.placed_fields(job, cid)
+        self.finish_cell(cid, "crash", reasons, attempt, **placed)
+        self.record(
+            {
+                "event": "cell_finished", "cell": cid, "status": "crash", "reasons": reasons,
+                "evidence": {"by": "runner", "sample_counts": counts,
+                             "continued": event.get("continued") or []},
+                "attempt": attempt, **placed,
+            }
+        )  # fmt: skip
+        return True
 
     def gpu_for(self, cell: Cell) -> int | None:
         """Which GPU a group (its precompile, its measuring processes) runs on: the one
@@ -243,7 +301,10 @@ class Sweep:
             attempt += 1
             cache_dir = self.fresh_cache(group_dir, attempt)
             input_path = group_dir / f"input-{attempt}.json"
-            spec = self.group_spec(remaining, model_dir, model_record, cache_dir, inputs)
+            spec = self.group_spec(
+                remaining, model_dir, model_record, cache_dir, inputs,
+                self.continuations(remaining, attempt),
+            )  # fmt: skip
             input_path.write_text(json.dumps(spec))
             job = GroupJob(
                 group_id=gid,
@@ -264,7 +325,8 @@ class Sweep:
             ):
                 return False
             remaining = [c for c in remaining if c.id not in finished_now]
-            if remaining and not finished_now:
+            suspended_now = any(a == attempt for a, _ in self.suspended.values())
+            if remaining and not finished_now and not suspended_now:
                 reason = (
                     "the group process failed before finishing any cell; see groups/"
                     + gid
@@ -355,6 +417,12 @@ class Sweep:
                     placed = self.placed_fields(job, str(event["cell"]))
                     event.update(placed)
                 self.record(event)
+                if name == "cell_suspended" and event.get("cell"):
+                    # Not finished: the next process continues it (unless past the cap).
+                    if self._suspend(job, event, attempt):
+                        finished.add(str(event["cell"]))
+                    inflight = None
+                    continue
                 if name == "cell_finished" and event.get("cell"):
                     cid = str(event["cell"])
                     self.finish_cell(
@@ -365,6 +433,7 @@ class Sweep:
                         **placed,
                     )
                     finished.add(cid)
+                    self.suspended.pop(cid, None)
                     inflight = None
                     if self.controls.stop_after_cell.is_set():
                         proc.stop()

@@ -7,7 +7,10 @@ tail; any other line that does not parse, or is not a JSON object, is counted as
 skipped. Nothing here raises for bad content; only unreadable files raise OSError.
 
 A `cell_started` event begins a new attempt at that cell (a resumed run reruns a half-done
-cell from its start): samples of earlier attempts are counted as superseded, not kept.
+cell from its start): samples of earlier attempts are counted as superseded, not kept. A
+`cell_started` with `continues: true` (a fresh process continuing a cell suspended after a
+fatal device error) is counted as an attempt but keeps the earlier samples: the cell's
+samples from all its processes enter the statistics (warmups never do).
 """
 
 from __future__ import annotations
@@ -124,9 +127,11 @@ def _add_sample(scan: JournalScan, event: dict[str, Any]) -> None:
         acc.cuda_event_ms.append(cuda)
 
 
-def _start_attempt(scan: JournalScan, cell_id: str) -> None:
+def _start_attempt(scan: JournalScan, cell_id: str, continues: bool = False) -> None:
     cell = scan.cell(cell_id)
     cell.attempts += 1
+    if continues:
+        return
     cell.phases = {
         name: PhaseSamples(n_superseded=old.n_superseded + old.n_samples)
         for name, old in cell.phases.items()
@@ -153,7 +158,7 @@ def scan_journal(path: Path) -> JournalScan:
         if kind == "sample":
             _add_sample(scan, event)
         elif kind == "cell_started" and isinstance(cell_id, str):
-            _start_attempt(scan, cell_id)
+            _start_attempt(scan, cell_id, event.get("continues") is True)
         elif kind == "cell_finished" and isinstance(cell_id, str):
             cell = scan.cell(cell_id)
             cell.finished_status = str(event.get("status"))

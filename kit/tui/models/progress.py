@@ -109,8 +109,11 @@ class RunProgress:
         if name == "cell_started" and cid in self.cells:
             self.current = cid
             self.cells[cid].status = "running"
-            self.cells[cid].latencies.clear()
+            if not event.get("continues"):  # a continued cell keeps its earlier latencies
+                self.cells[cid].latencies.clear()
             self.phase = "starting"
+        elif name == "cell_suspended" and cid in self.cells:
+            self.note("error", f"{cid}: {event.get('fatal_error')}; a fresh process continues it")
         elif name == "sample" and cid in self.cells:
             live = self.cells[cid]
             kind = "warmup" if event.get("warmup") else "timed"
