@@ -221,6 +221,51 @@ def test_bad_input_gets_one_line_and_nonzero_exit(
     assert "already holds a run" in capsys.readouterr().err
 
 
+def test_a_frame_past_dynamos_recompile_limit_is_not_called_compiled(tmp_path: Path) -> None:
+    # StaticCache decode with dynamic=False: every step's longer attention mask is a new
+    # shape, so a recompile. Past the limit dynamo runs the frame EAGER, silently: the kit must
+    # say so in this cell and in every later cell of the process. (Dynamo's own "eager"
+    # backend keeps the test fast; the fallback does not depend on the backend.)
+    path = tmp_path / "limit.yaml"
+    path.write_text(
+        textwrap.dedent("""
+        schema: 1
+        id: recompile-limit
+        defaults: {device: cpu, repetitions: 2, warmup: 1, max_new_tokens: 4}
+        groups:
+          - id: tight
+            cache: static
+            backends: [{backend: transformers-compile, label: compiled, compile: {backend: eager, dynamic: false, recompile_limit: 2}}]
+            models: [tiny-gpt2]
+            scenarios: [single_micro, single_short]
+            modes: [kv_decode]
+          - id: roomy
+            cache: static
+            backends: [{backend: transformers-compile, label: compiled, compile: {backend: eager, dynamic: false}}]
+            models: [tiny-gpt2]
+            scenarios: [single_micro]
+            modes: [kv_decode]
+    """)
+    )
+    out = tmp_path / "run"
+    start_run(RunRequest(matrix=str(path), out=out, weights="random", selection="prompt_index=0"))
+    finished = [e for e in events(out) if e["event"] == "cell_finished"]
+    cells = {c["id"]: c for c in json.loads((out / "matrix" / "cells.json").read_text())}
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for ev in finished:
+        by_group.setdefault(cells[ev["cell"]]["group"], []).append(ev)
+    assert len(by_group["tight"]) == 2
+    for ev in by_group["tight"]:  # the first cell hit the limit; the second inherits it
+        assert ev["status"] == "degraded"
+        assert any("did not compile" in r and "eager" in r for r in ev["reasons"]), ev["reasons"]
+        counters = ev["evidence"]["group_counters"]
+        assert counters["frames_total"] > counters["frames_ok"]
+    (roomy,) = by_group["roomy"]
+    assert not any("did not compile" in r for r in roomy["reasons"]), roomy["reasons"]
+    assert roomy["evidence"]["group_counters"]["unique_graphs"] >= 5  # prefill + 4 steps
+    assert "during_timed_calls" in roomy["evidence"]["first_call_counters"]
+
+
 def test_compile_is_proved_not_labelled(tmp_path: Path) -> None:
     path = tmp_path / "compile.yaml"
     path.write_text(

@@ -229,6 +229,7 @@ def run_cell(
     adaptive = _Adaptive(cell)
     ok_ms: list[float] = [float(v) for v in resume.get("ok_ms", [])]
     continued: list[dict[str, Any]] = list(resume.get("continued", []))
+    timed_from: dict[str, Any] | None = None  # compile counters when the timed calls began
     rep = -1
     while True:
         rep += 1
@@ -236,6 +237,8 @@ def run_cell(
             rep = max(int(resume["from_rep"]), warmup)  # timed calls go on where they stopped
         if rep >= total and not adaptive.more(rep - int(cell["warmup"]), ok_ms):
             break
+        if backend.compiles and timed_from is None and rep >= warmup:
+            timed_from = backend.compile_counters()
         call = backend.call(cell, prompt_ids, rep)
         if hook:
             call.run = _hooked(call.run, rep, hook)
@@ -308,6 +311,13 @@ def run_cell(
             status=status,
             flags=flags,
         )
+    if timed_from is not None:
+        # What dynamo did during the timed calls: a graph compiled there is compile time
+        # inside samples; a frame it gave up on (recompile limit) ran eager under the label.
+        end = backend.compile_counters()
+        compile_delta["during_timed_calls"] = {
+            k: end[k] - timed_from.get(k, 0) for k in end if isinstance(end[k], int)
+        }
     verdict = backend.verdict(cell, compile_delta)
     reasons = list(verdict.reasons)
     if counts["length_mismatch"]:

@@ -95,6 +95,7 @@ COMPILE_KEYS = {
     "mode": "a torch.compile mode",
     "fullgraph": "true or false",
     "dynamic": "true, false or null",
+    "recompile_limit": "an integer >= 1 (dynamo's recompile limit; the kit's default is 64)",
 }
 SAMPLING_KEYS = {
     "do_sample": "true or false",
@@ -466,6 +467,14 @@ def _check_compile(cfg: Any, path: str, p: v.Problems) -> bool:
         lambda x: x is None or isinstance(x, bool),
         "true, false or null",
     )
+    if "recompile_limit" in cfg:
+        ok &= v.check(
+            p,
+            f"{path}.recompile_limit",
+            cfg["recompile_limit"],
+            lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 1,
+            "an integer >= 1",
+        )
     return ok
 
 

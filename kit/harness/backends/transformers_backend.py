@@ -83,7 +83,12 @@ class TransformersBackend:
         # One process measures many prompt lengths; with dynamic=False each new length is a
         # recompile. Past the default limit (8) dynamo silently runs the frame EAGER, which
         # would make later "compiled" cells fake. Raise it, and record it.
-        torch._dynamo.config.recompile_limit = max(64, int(torch._dynamo.config.recompile_limit))
+        # A matrix may set its own (`compile.recompile_limit`); a frame past it is detected in
+        # the verdict either way.
+        limit = cfg.get("recompile_limit")
+        torch._dynamo.config.recompile_limit = (
+            int(limit) if limit else max(64, int(torch._dynamo.config.recompile_limit))
+        )
         if not self.spec["cells"][0].get("cudagraphs", True):
             inductor_config.triton.cudagraphs = False
         self.model.forward = torch.compile(
@@ -288,7 +293,30 @@ class TransformersBackend:
             reasons.append(
                 "no Inductor output code in the group's fresh cache dir: not compiled by Inductor"
             )
+        reasons.extend(_dynamo_fallbacks(after, compile_delta))
         return Verdict(reasons, evidence)
+
+
+def _dynamo_fallbacks(group: dict[str, Any], compile_delta: dict[str, Any]) -> list[str]:
+    """Reasons from dynamo's counters. A frame dynamo gave up on anywhere in this process so
+    far (its recompile limit, or a compile failure) runs EAGER from then on, for this cell
+    and every later one: it is counted over the group process, not the cell. A graph compiled
+    during this cell's timed calls put compile time in its samples."""
+    eager = int(group.get("frames_total", 0)) - int(group.get("frames_ok", 0))
+    timed = compile_delta.get("during_timed_calls") or {}
+    reasons = []
+    if eager > 0:
+        reasons.append(
+            f"dynamo did not compile {eager} frame(s) in this group process so far (its "
+            "recompile limit, or a compile failure): such frames run eager from then on, under "
+            "the compiled label; raise compile.recompile_limit, or use dynamic shapes"
+        )
+    if int(timed.get("unique_graphs", 0)) > 0:
+        reasons.append(
+            f"{timed['unique_graphs']} graph(s) were compiled during the timed calls: those "
+            "samples include compile time"
+        )
+    return reasons
 
 
 def inductor_artifacts(cache_dir: Path) -> dict[str, int]:
