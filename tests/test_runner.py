@@ -222,8 +222,8 @@ def test_bad_input_gets_one_line_and_nonzero_exit(
 
 
 def test_a_frame_past_dynamos_recompile_limit_is_not_called_compiled(tmp_path: Path) -> None:
-    # StaticCache decode with dynamic=False: every step's longer attention mask is a new
-    # shape, so a recompile. Past the limit dynamo runs the frame EAGER, silently: the kit must
+    # Dynamic-cache decode with dynamic=False: every step's longer cache and mask are new
+    # shapes, so a recompile. Past the limit dynamo runs the frame EAGER, silently: the kit must
     # say so in this cell and in every later cell of the process. (Dynamo's own "eager"
     # backend keeps the test fast; the fallback does not depend on the backend.)
     path = tmp_path / "limit.yaml"
@@ -234,13 +234,11 @@ def test_a_frame_past_dynamos_recompile_limit_is_not_called_compiled(tmp_path: P
         defaults: {device: cpu, repetitions: 2, warmup: 1, max_new_tokens: 4}
         groups:
           - id: tight
-            cache: static
             backends: [{backend: transformers-compile, label: compiled, compile: {backend: eager, dynamic: false, recompile_limit: 2}}]
             models: [tiny-gpt2]
             scenarios: [single_micro, single_short]
             modes: [kv_decode]
           - id: roomy
-            cache: static
             backends: [{backend: transformers-compile, label: compiled, compile: {backend: eager, dynamic: false}}]
             models: [tiny-gpt2]
             scenarios: [single_micro]

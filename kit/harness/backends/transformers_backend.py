@@ -203,11 +203,23 @@ class TransformersBackend:
             out = model(input_ids=input_ids, **kwargs)
             return out.past_key_values, self._select(out.logits, cell, generator)
 
+        static = self.cache_kind == "static"
+
         def decode(past: Any, token: Any, steps: int) -> int:
             step_mask = mask
+            if static:
+                # A StaticCache holds max_len positions: the mask has that length from the
+                # start (future positions 0, set to 1 as each token arrives), so every step has
+                # the same input shapes: one graph for all steps, not one recompile per step
+                # (with dynamic=False, past dynamo's recompile limit a step ran EAGER). Same
+                # logits as a growing mask (tests/test_static_decode.py).
+                step_mask = torch.cat([mask, mask.new_zeros((batch, max_len - length))], dim=-1)
             produced = 0
             for i in range(steps):
-                step_mask = torch.cat([step_mask, step_mask.new_ones((batch, 1))], dim=-1)
+                if static:
+                    step_mask[:, length + i] = 1
+                else:
+                    step_mask = torch.cat([step_mask, step_mask.new_ones((batch, 1))], dim=-1)
                 pos = last_pos + 1 + i  # each row's own next position (left padding)
                 kwargs: dict[str, Any] = {
                     "past_key_values": past,
