@@ -35,3 +35,11 @@ def gpt2_tokenizer_dir() -> Path | None:
     if value and (Path(value) / "vocab.json").exists():
         return Path(value)
     return None
+
+
+def exact_gpt2_dir() -> Path:
+    """The exact GPT-2 tokenizer's files: $KIT_GPT2_TOKENIZER_DIR, else the copy the kit ships
+    as package data (the same vocab and merges; only the test vectors live outside)."""
+    from kit.models.tokenizer import PACKAGED_GPT2
+
+    return gpt2_tokenizer_dir() or PACKAGED_GPT2

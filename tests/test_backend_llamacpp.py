@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from cli_runs import kit_run
-from conftest import gpt2_tokenizer_dir
 
 from kit.runner.journal import read_jsonl
 
@@ -32,8 +31,6 @@ groups:
 
 
 def test_prefill_kv_decode_e2e_ok_with_exact_lengths(tmp_path: Path) -> None:
-    if gpt2_tokenizer_dir() is None:
-        pytest.skip("the GGUF export needs the real GPT-2 tokenizer: set KIT_GPT2_TOKENIZER_DIR")
     env = {**os.environ, "PYTHONPATH": str(REPO), "KIT_LLAMACPP_THREADS": "2"}
     out = kit_run(tmp_path, MATRIX, env, "llama")
     events = list(read_jsonl(out / "journal.jsonl"))

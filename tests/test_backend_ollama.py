@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import gpt2_tokenizer_dir
+from conftest import exact_gpt2_dir
 from ollama_standin import StandIn
 
 from kit.errors import ExitCode
@@ -56,11 +56,8 @@ groups:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
-    folder = gpt2_tokenizer_dir()
-    if folder is None:
-        pytest.skip(
-            "the stand-in counts tokens with the GPT-2 tokenizer: set KIT_GPT2_TOKENIZER_DIR"
-        )
+    # The stand-in counts tokens with the exact GPT-2 tokenizer (env, else the packaged copy).
+    folder = exact_gpt2_dir()
     from kit.models.tokenizer import _load
 
     return _load("gpt2", str(folder))

@@ -174,11 +174,9 @@ def test_cli_errors_are_one_message(cache: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_cli_tokenizer_registration(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from conftest import gpt2_tokenizer_dir
+    from conftest import exact_gpt2_dir
 
-    folder = gpt2_tokenizer_dir()
-    if folder is None:
-        pytest.skip("KIT_GPT2_TOKENIZER_DIR is unset")
+    folder = exact_gpt2_dir()
     assert main(["models", "prepare", "--tokenizer", str(folder)]) == 0
     assert "tokenizer gpt2: registered" in capsys.readouterr().out
     assert (cache / "tokenizers/gpt2/merges.txt").is_file()
