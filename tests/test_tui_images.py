@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, RichLog
 from tui_support import frozen_app, screen_text, wait_for
 
 from kit.gpu import nvml
@@ -93,8 +93,11 @@ def test_images_screen_lists_builds_and_cancels_against_the_daemon(
             progress = app.build_progress
             assert progress is not None and progress.state == "built", progress
             assert progress.steps > 5 and progress.step == progress.steps
-            await wait_for(pilot, lambda: "Successfully tagged llm-repro-kit/kit:default"
-                           in screen_text(app))  # fmt: skip
+            # the daemon's stream reached the screen's log widget (its lines, not only the rows
+            # scrolled into view: the log may still be scrolling when the build ends)
+            log = app.screen.query_one("#build-log", RichLog)
+            await wait_for(pilot, lambda: any("Successfully tagged llm-repro-kit/kit:default"
+                           in line.text for line in log.lines))  # fmt: skip
             assert f"step {progress.steps}/{progress.steps}" in screen_text(app)
             # a build cancelled before its stream ends keeps the old tag and says so
             await wait_for(pilot, lambda: not app.image_build_running())
