@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,17 @@ def _isolated_cache(
     """Keep the developer's own model cache out of tests; share one cache per session."""
     monkeypatch.setenv("KIT_CACHE", str(tmp_path_factory.getbasetemp() / "kit-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def fake_h100(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """NVML's fake H100 for this test (NVML is opened once per process: close it around)."""
+    from kit.gpu import nvml
+
+    nvml.shutdown()
+    monkeypatch.setenv("KIT_NVML_FAKE", "h100")
+    yield
+    nvml.shutdown()
 
 
 def docker_available() -> bool:

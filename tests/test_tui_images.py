@@ -6,25 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, RichLog
 from tui_support import frozen_app, screen_text, wait_for
 
-from kit.gpu import nvml
 from kit.tui.models.images import BuildProgress, image_for_problem, ui_build_options
 
-pytestmark = pytest.mark.tui
-
-
-@pytest.fixture(autouse=True)
-def _fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    nvml.shutdown()
-    monkeypatch.setenv("KIT_NVML_FAKE", "h100")
-    yield
-    nvml.shutdown()
+pytestmark = [pytest.mark.tui, pytest.mark.usefixtures("fake_h100")]
 
 
 def test_build_progress_reads_steps_layers_and_downloads() -> None:

@@ -4,24 +4,13 @@ run` asks for --yes)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Static
 from tui_support import CELL_SELECT, frozen_app, screen_text, wait_for
 
-from kit.gpu import nvml
-
-pytestmark = pytest.mark.tui
-
-
-@pytest.fixture(autouse=True)
-def _fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    nvml.shutdown()
-    monkeypatch.setenv("KIT_NVML_FAKE", "h100")
-    yield
-    nvml.shutdown()
+pytestmark = [pytest.mark.tui, pytest.mark.usefixtures("fake_h100")]
 
 
 def test_a_selection_over_24_hours_needs_g_twice(tmp_path: Path) -> None:
