@@ -227,7 +227,7 @@ class TransformersBackend:
                     "position_ids": pos,
                     "use_cache": True,
                 }
-                if self.cache_kind == "static":
+                if static:
                     kwargs["cache_position"] = torch.tensor([length + i], device=self.device)
                 out = model(input_ids=token, **kwargs)
                 past = out.past_key_values
