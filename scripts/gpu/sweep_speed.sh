@@ -31,7 +31,7 @@ timeout 120 python -m kit models prepare gpt2-25m gpt2-50m gpt2-100m --weights r
 
 log "sweep wall: loop, kit, loop, kit ($SEL)"
 timeout 460 python scripts/bench/sweep_wall.py --matrix tr126 --select "$SEL" --weights random \
-  --sequence "${SEQ:-loop,kit,kitnp,loop,kit,kitnp}" --deadline-s 440 --out "$WORK/wall" $WALL_DEVICE $EXTRA
+  --sequence "${SEQ:-loop,kit,kitnp,loop,kit,kitnp}" --deadline-s ${WALL_DEADLINE:-440} --out "$WORK/wall" $WALL_DEVICE $EXTRA
 log "sweep wall exit $?"
 for d in "$WORK"/wall/kit-* "$WORK"/wall/kitnp-*; do
   [ -d "$d" ] || continue
@@ -41,13 +41,13 @@ for d in "$WORK"/wall/kit-* "$WORK"/wall/kitnp-*; do
   grep -h '"event":"phase"' "$d/journal.jsonl" | grep -o '"phase":"\(load\|compile\)","cell":[^,]*,"t0_ns":[0-9]*,"t1_ns":[0-9]*,"ms":[0-9.]*' | sed 's/"t0_ns":[0-9]*,"t1_ns":[0-9]*,//' | head -n 20
 done
 
-REMAIN=$(( 545 - ($(date +%s) - T0) ))
+REMAIN=$(( ${BUDGET:-545} - ($(date +%s) - T0) ))
 log "compiled overhead bench (prefill 1..64 tokens), ${REMAIN}s left"
 if [ "$REMAIN" -gt 60 ]; then
   timeout $(( REMAIN - 35 )) python scripts/bench/overhead.py --model gpt2-25m --device "$DEVICE" \
     --backend compiled --token-lens 1,4,16,64 --rounds 10 --chunk 20
 fi
-REMAIN=$(( 545 - ($(date +%s) - T0) ))
+REMAIN=$(( ${BUDGET:-545} - ($(date +%s) - T0) ))
 log "compiled kv_decode per-token steps, ${REMAIN}s left"
 if [ "$REMAIN" -gt 30 ]; then
   timeout $(( REMAIN - 10 )) python scripts/bench/overhead.py --model gpt2-25m --device "$DEVICE" \
