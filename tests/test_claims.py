@@ -288,3 +288,23 @@ def test_claims_refuse_a_bundle_that_fails_verification(tmp_path: Path) -> None:
     # the intact bundle gives verdicts (from the kit's built-in claims: it carries none)
     report = claims_for_path(source)
     assert report.claims_file == "claims/tr126.yaml" and len(report.results) == 11
+
+
+def test_a_process_killed_under_on_error_continue_is_no_per_call_share(tmp_path: Path) -> None:
+    # TR147 v4A on the H200: reduce-overhead kv_decode ended its process by SIGSEGV at the
+    # first call, so no call raised (and no error sample exists): not a share of 0 of 0 calls.
+    path = tmp_path / "claims.yaml"
+    path.write_text(textwrap.dedent(CLAIMS))
+    cell = _cell("m1", "fast", group="k").replace(on_error="continue")
+    killed = CellEvidence(cell, "crash", ["killed by signal SIGSEGV"], [], Counter())
+    evidence = Evidence("m", {cell.id: killed}, None, {}, [])
+    got = {r.id: r for r in evaluate(load_claims(path), evidence).results}["crash"]
+    assert got.verdict == "inconclusive"
+    assert "crashed before any call was recorded" in got.why and "no calls" not in got.why
+    assert "killed by signal SIGSEGV" in got.why
+    # a continue cell that recorded calls before it crashed still counts them
+    some = CellEvidence(cell, "crash", ["killed by signal SIGSEGV"], [1.0] * 8,
+                        Counter({"ok": 8, "error": 32}))  # fmt: skip
+    evidence = Evidence("m", {cell.id: some}, None, {}, [])
+    got = {r.id: r for r in evaluate(load_claims(path), evidence).results}["crash"]
+    assert got.n == 40 and abs(got.value - 0.8) < 1e-9

@@ -114,6 +114,30 @@ def test_killed_child_marks_the_cell_crash_and_a_fresh_child_continues(tmp_path:
     assert spawned[1]["cells"] == 2  # the fresh child ran only the cells not yet finished
 
 
+def test_a_segfaulting_child_leaves_its_python_stack_in_the_crash_reason(tmp_path: Path) -> None:
+    # TR147 v4A on the H200: a reduce-overhead decode call ended its process by SIGSEGV with
+    # no Python error; faulthandler (on in every group process) names where it was.
+    path = tmp_path / "long.yaml"
+    path.write_text(textwrap.dedent(LONG_CELLS))
+    out = tmp_path / "run"
+    state: dict[str, Any] = {"pid": None, "sent": False}
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["event"] == "group_started" and state["pid"] is None:
+            state["pid"] = event["pid"]
+        if event["event"] == "sample" and not state["sent"]:
+            state["sent"] = True
+            os.kill(state["pid"], signal.SIGSEGV)
+
+    outcome = start_run(RunRequest(matrix=str(path), out=out, weights="random"), on_event=on_event)
+    assert outcome.counts.get("crash") == 1
+    crashed = [c for c in finished_cells(out).values() if c["status"] == "crash"]
+    reason = crashed[0]["reasons"][0]
+    assert reason.startswith("killed by signal SIGSEGV: Segmentation fault"), reason
+    logs = list((out / "groups").glob("*/stderr.log"))
+    assert any("Fatal Python error: Segmentation fault" in p.read_text() for p in logs)
+
+
 LONG_CELLS = """
 schema: 1
 id: long-cells

@@ -256,13 +256,26 @@ def _share(claim: Claim, cells: list[CellEvidence]) -> ClaimResult:
         verdict, o, why = rules.share(k, len(cells), (published.low, published.high), claim.margin)
         key = rules.KeyResult("", verdict, "share", o.value, o.low, o.high, o.n, published.text, f"cells: {why}")  # fmt: skip
         return _summary(claim, [key], "cell share")
-    whole = [e for e in cells if e.status == "crash" and e.on_error != "continue"]
+    # A crash with no timed call recorded was the process's death, not a call's error: under
+    # on_error: continue too when a signal (SIGSEGV, SIGKILL) ended it, since only an error a
+    # call raises becomes a sample.
+    whole = [
+        e for e in cells if e.status == "crash" and (e.on_error != "continue" or not e.n_timed)
+    ]
     counted = [e for e in cells if e not in whole]
     if not counted:
-        why = (
-            f"{len(whole)} cells crashed as a whole at one call (the process ended at its first "
-            "error): the per-call share is not measured; it needs the group option on_error: continue"
-        )
+        if all(e.on_error == "continue" for e in whole):
+            why = (
+                f"{len(whole)} cells crashed before any call was recorded: the process itself "
+                "died, so no per-call share exists (on_error: continue counts the errors a call "
+                "raises, not a process killed under it)"
+            )
+        else:
+            why = (
+                f"{len(whole)} cells crashed as a whole at one call (the process ended at its "
+                "first error): the per-call share is not measured; it needs the group option "
+                "on_error: continue"
+            )
         first = first_line(whole[0].reasons)
         key = rules.KeyResult("", rules.INCONCLUSIVE, "share", math.nan, math.nan, math.nan, 0, published.text, f"{why} ({first})")  # fmt: skip
         return _summary(claim, [key], "call share")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import sys
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         from kit.harness.selfcheck import main as self_check
 
         return self_check(args.self_check or None)
+    # A signal that kills the interpreter (SIGSEGV in a CUDA graph replay, SIGABRT) leaves
+    # its Python stack in stderr.log; the runner puts the innermost frame in the crash reason.
+    faulthandler.enable(all_threads=True)
     _audit_opens()
     from kit.harness.events import Emitter
 

@@ -33,9 +33,12 @@ class Timer:
         if self._cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize()
+            # The start event is enqueued on the idle stream before the first stamp: its host
+            # cost (a driver call, 10-20 us on the lent H200 VMs) stays out of latency_ms.
+            # The end event must precede the final sync, so its cost is inside (FORMATS.md).
+            start.record()
             t0_ns = time.monotonic_ns()
             p0 = time.perf_counter_ns()
-            start.record()
             result = fn(state)
             end.record()
             torch.cuda.synchronize()

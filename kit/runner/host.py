@@ -60,6 +60,7 @@ class StderrPump:
         self._stream = stream
         self._file = open(path, "ab")  # noqa: SIM115 - closed in exit_info
         self._tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._fatal: list[str] = []  # faulthandler's report, when the child died of a signal
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 
@@ -70,7 +71,26 @@ class StderrPump:
             text = raw.decode("utf-8", "replace").rstrip()
             if text:
                 self._tail.append(text)
+                if text.startswith("Fatal Python error:"):
+                    self._fatal = [text]
+                elif self._fatal and len(self._fatal) < 2000:
+                    self._fatal.append(text)
         self._stream.close()
+
+    def fatal_frame(self) -> str:
+        """'Segmentation fault in File "x.py", line 9 in f': the innermost Python frame of the
+        crashing thread, from the report faulthandler (enabled in every group process) writes
+        when a signal kills the interpreter; "" when there is none."""
+        if not self._fatal:
+            return ""
+        what = self._fatal[0].removeprefix("Fatal Python error:").strip()
+        current = False
+        for line in self._fatal[1:]:
+            if line.startswith("Current thread"):
+                current = True
+            elif current and line.lstrip().startswith("File "):
+                return f"{what} in {line.strip()}"
+        return what
 
     def tail(self, lines: int = 5) -> str:
         return " | ".join(list(self._tail)[-lines:])
@@ -94,6 +114,9 @@ class StderrPump:
             detail = f"killed by signal {name}" + (
                 " (possibly the kernel's OOM killer)" if sig == signal.SIGKILL else ""
             )
+            frame = self.fatal_frame()
+            if frame:
+                detail += f": {frame}"
         elif code != 0:
             detail = f"exited with code {code}: {self.tail(3)}"
         return ExitInfo(code, signal=sig, timed_out=timed_out, detail=detail)

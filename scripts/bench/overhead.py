@@ -46,6 +46,13 @@ def main() -> int:
     parser.add_argument("--backend", default="eager", choices=("eager", "compiled"))
     parser.add_argument("--mode", default="prefill", choices=("prefill", "kv_decode"))
     parser.add_argument("--new-tokens", type=int, default=16, help="kv_decode steps")
+    parser.add_argument(
+        "--compile-mode",
+        default="reduce-overhead",
+        choices=("reduce-overhead", "default"),
+        help="torch.compile mode of --backend compiled (reduce-overhead kv_decode raises "
+        "TR126's CUDAGraphs-overwritten error in any harness: use default for decode)",
+    )
     args = parser.parse_args()
     if args.backend != "eager" or args.mode != "prefill" or args.token_lens:
         return run_table(args)
@@ -163,7 +170,7 @@ def run_table(args: argparse.Namespace) -> int:
             mode=args.mode,
             max_new_tokens=args.new_tokens,
             backend="transformers-compile" if compiled else "transformers-eager",
-            compile=dict(COMPILED) if compiled else None,
+            compile=dict(COMPILED, mode=args.compile_mode) if compiled else None,
         )
         for n in lengths
     ]
@@ -178,7 +185,7 @@ def run_table(args: argparse.Namespace) -> int:
     sink = Emitter(io.StringIO())
     steps = args.new_tokens if args.mode == "kv_decode" else 1
     print(
-        f"model {args.model}, {args.backend} ({'torch.compile ' + str(COMPILED) if compiled else 'eager'}), "
+        f"model {args.model}, {args.backend} ({'torch.compile ' + str(dict(COMPILED, mode=args.compile_mode)) if compiled else 'eager'}), "
         f"device {args.device}, mode {args.mode}"
         + (f" ({steps} steps; per-token = call / {steps})" if steps > 1 else "")
         + f", {args.rounds} rounds x {args.chunk} reps per chunk, alternating kit/bare"

@@ -5,7 +5,8 @@
 #    loop, kit, kit --no-precompile, loop, ... as the deadline allows (scripts/bench/sweep_wall.py:
 #    walls, kit/loop, medians side by side);
 # 2. the compiled (reduce-overhead, dynamic) sub-ms overhead bench, gpt2-25m, prefill of 1 to 64
-#    tokens and kv_decode per-token steps (kit/bare with per-round spreads).
+#    tokens (kit/bare with per-round spreads), the same split into its parts, and kv_decode
+#    per-token steps (compile mode default).
 # Writes into $OUT: sweep_speed.tar.gz (all logs, tables, the kit runs' journals/summaries) and
 # summary.txt (the tables). Needs torch with CUDA, transformers, pyyaml; no textual, no docker.
 set -uo pipefail
@@ -48,10 +49,16 @@ if [ "$REMAIN" -gt 60 ]; then
     --backend compiled --token-lens 1,4,16,64 --rounds 10 --chunk 20
 fi
 REMAIN=$(( ${BUDGET:-545} - ($(date +%s) - T0) ))
-log "compiled kv_decode per-token steps, ${REMAIN}s left"
+log "compiled prefill overhead by parts (scripts/bench/overhead_parts.py), ${REMAIN}s left"
+if [ "$REMAIN" -gt 60 ]; then
+  timeout $(( REMAIN - 40 )) python scripts/bench/overhead_parts.py --model gpt2-25m --device "$DEVICE" \
+    --token-lens 1,16 --rounds 10 --chunk 20
+fi
+REMAIN=$(( ${BUDGET:-545} - ($(date +%s) - T0) ))
+log "compiled (mode default: reduce-overhead decode raises TR126's CUDAGraphs error) kv_decode per-token steps, ${REMAIN}s left"
 if [ "$REMAIN" -gt 30 ]; then
   timeout $(( REMAIN - 10 )) python scripts/bench/overhead.py --model gpt2-25m --device "$DEVICE" \
-    --backend compiled --mode kv_decode --new-tokens 16 --token-lens 16 --rounds 8 --chunk 10
+    --backend compiled --compile-mode default --mode kv_decode --new-tokens 16 --token-lens 16 --rounds 8 --chunk 10
 fi
 log "done"
 } 2>&1 | tee "$WORK/sweep_speed.log" | grep --line-buffered -v "Loading weights" > "$OUT/summary.txt"
