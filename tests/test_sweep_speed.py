@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -215,3 +217,114 @@ def test_interleaved_cell_suspended_by_a_fatal_error_is_continued_serially(
         e["attempt"] for e in evs if e["event"] == "phase" and e["phase"] == "compile"
     )
     assert compiles == {1: 1, 2: 1}
+
+
+TWO_COMPILED = """
+schema: 1
+id: two
+defaults: {device: cpu, repetitions: 4, warmup: 1, max_new_tokens: 2, seed: 42}
+groups:
+  - id: cmp
+    backends:
+      - {backend: transformers-eager, label: eager}
+      - {backend: transformers-compile, label: compiled, compile: {backend: inductor, mode: default}}
+      - {backend: transformers-compile, label: compiled-dyn, compile: {backend: inductor, mode: default, dynamic: true}}
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill, kv_decode]
+"""
+
+
+def test_parked_groups_compile_first_and_are_measured_in_the_process_that_compiled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    monkeypatch.setenv("KIT_AUDIT_OPENS", str(audit))
+    matrix = tmp_path / "two.yaml"
+    matrix.write_text(textwrap.dedent(TWO_COMPILED))
+    out = tmp_path / "run"
+    outcome = start_run(
+        RunRequest(matrix=str(matrix), out=out, weights="random", selection="prompt_index=0")
+    )
+    assert outcome.counts == {"ok": 6}, outcome.counts
+    evs = _events(out)
+    cells = {c["id"]: c for c in json.loads((out / "matrix" / "cells.json").read_text())}
+    started = next(e for e in evs if e["event"] == "precompile_phase_started")
+    finished = next(e for e in evs if e["event"] == "precompile_phase_finished")
+    assert started["park"] is True and len(started["groups"]) == 2
+    assert sorted(finished["parked"]) == sorted(started["groups"])
+    assert all(".transformers-compile." in g for g in started["groups"])
+    # one process per group, each loading once: the compiled ones are not loaded twice
+    spawned = [e for e in evs if e["event"] == "group_spawned"]
+    assert len(spawned) == 3 and sum(bool(e.get("park")) for e in spawned) == 2
+    assert len([e for e in evs if e["event"] == "phase" and e["phase"] == "load"]) == 3
+    assert not [e for e in evs if e["event"] == "phase" and e["phase"] == "precompile"]
+    # nothing was measured while anything compiled (true times, not journal order: a parked
+    # process's events are journaled when it is adopted)
+    samples = [e["t_ns"] for e in evs if e["event"] == "sample"]
+    compiles = [e for e in evs if e["event"] == "phase" and e["phase"] == "compile"]
+    parked = [e for e in evs if e["event"] == "parked"]
+    assert len(parked) == 2 and len(compiles) == 4  # every compiled cell's compile call
+    assert max(e["t1_ns"] for e in compiles) < min(samples)
+    assert max(e["t_ns"] for e in parked) < min(samples)
+    done = {e["cell"]: e for e in evs if e["event"] == "cell_finished"}
+    for cid, e in done.items():
+        if cells[cid]["backend"] == "transformers-compile":
+            ev = e["evidence"]
+            assert ev["compiled"] and ev["group_counters"]["unique_graphs"] > 0
+            assert ev["inductor_artifacts"]["output_code_modules"] > 0
+            assert ev["first_call_counters"]["frames_ok"] >= 1
+    # no process of one group opened or listed anything in another group's cache
+    caches = {p.parent.name: p for p in (out / "groups").glob("*/compile-cache-*")}
+    assert len(caches) == 3
+    for log in audit.glob("*.log"):
+        paths = log.read_text().splitlines()
+        mine = {g for g in caches if any(str(out / "groups" / g) in p for p in paths)}
+        assert len(mine) <= 1, log
+        for gid, cache in caches.items():
+            if gid not in mine:
+                assert not [p for p in paths if p.startswith(str(cache))], log
+
+
+def test_a_parked_process_that_dies_is_replaced_by_a_fresh_one(tmp_path: Path) -> None:
+    matrix = tmp_path / "pair.yaml"
+    matrix.write_text(textwrap.dedent(PAIR))
+    out = tmp_path / "run"
+    killed: list[str] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["event"] == "group_parked" and not killed:
+            killed.append(event["group_id"])
+            os.kill(int(event["pid"]), signal.SIGKILL)
+
+    outcome = start_run(
+        RunRequest(matrix=str(matrix), out=out, weights="random", selection="prompt_index=0"),
+        on_event=on_event,
+    )
+    assert killed and outcome.counts == {"ok": 4}, outcome.counts
+    evs = _events(out)
+    attempts = [e["attempt"] for e in evs if e["event"] == "group_spawned" and e["group_id"] == killed[0]]  # fmt: skip
+    assert attempts == [1, 2]
+    warned = [e for e in evs if e["event"] == "log" and e.get("group_id") == killed[0]]
+    assert any("parked process ended before measuring" in e["message"] for e in warned)
+
+
+def test_park_max_zero_keeps_the_separate_precompile_processes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kit.cli import main
+
+    matrix = tmp_path / "pair.yaml"
+    matrix.write_text(textwrap.dedent(PAIR))
+    out = tmp_path / "run"
+    args = ["run", "--matrix", str(matrix), "--weights", "random", "--select", "prompt_index=0"]
+    assert main([*args, "--park-max", "-1", "--out", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err
+    assert "--park-max -1 is out of range" in err and "Traceback" not in err
+    assert main([*args, "--park-max", "0", "--out", str(out)]) == 0
+    evs = _events(out)
+    assert [e for e in evs if e["event"] == "phase" and e["phase"] == "precompile"]
+    assert not [e for e in evs if e["event"] == "parked"]
+    header = json.loads((out / "run.json").read_text())
+    assert header["settings"]["park_max"] == 0

@@ -100,6 +100,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="compile each compiled group in its measuring process only (no parallel phase)",
     )
     parser.add_argument(
+        "--park-max",
+        type=int,
+        default=None,
+        metavar="N",
+        help="precompile: compiled groups whose measuring processes compile at once and wait "
+        "their turn (default: a quarter of the cores, at least 2; 0: compile in separate "
+        "processes that exit, then measure in fresh ones)",
+    )
+    parser.add_argument(
         "--block-reps", type=int, default=5, help="--order interleaved: repetitions per block"
     )
     parser.add_argument(
@@ -206,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
             yes=args.yes,
             start_method=args.start,
             precompile=not args.no_precompile,
+            park_max=args.park_max,
             block_reps=args.block_reps,
         )
         progress = ProgressLine()  # its total comes with the run_started event

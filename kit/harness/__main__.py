@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         help="compile the group's shapes into its cache and exit (kit.harness.precompile)",
     )
     parser.add_argument(
+        "--park",
+        action="store_true",
+        help="compile every cell's shapes, emit `parked`, wait for `go` on stdin, then measure",
+    )
+    parser.add_argument(
         "--block-reps",
         type=int,
         default=0,
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
         out = install_blocks(out, spec, args.block_reps)
     cls, reason = backend_class(first["backend"])
-    code = run_group(cls, reason, spec, out)
+    code = run_group(cls, reason, spec, out, park=args.park)
     out.emit("group_finished", group=group, exit_code=code)
     return code
 

@@ -171,15 +171,57 @@ def _concurrent(backend: Backend, call: Any, concurrency: int) -> Timed:
     return max(timed, key=lambda t: t.latency_ms)
 
 
+def compile_call(
+    backend: Backend, cell: dict[str, Any], prompt_ids: list[list[int]], out: Emitter
+) -> dict[str, Any]:
+    """The first call after torch.compile for this cell's shapes: the compile phase, reported
+    on its own (a `phase` event), never a warmup sample. Returns the compiler counters' delta;
+    raises what the call raised unless the cell keeps going (on_error: continue, not fatal)."""
+    compile_delta: dict[str, Any] = {}
+    cid = cell["id"]
+    before = backend.compile_counters()
+    call = backend.call(cell, prompt_ids, -1)
+    state = call.setup()
+    t0_ns = time.monotonic_ns()
+    try:
+        timed = backend.timer.measure(call.run, state)
+    except Exception as err:
+        # Under on_error: continue the compile call's error is logged and the timed calls
+        # go on (each failing one is an error sample); otherwise the cell crashes.
+        if cell.get("on_error", "stop") != "continue" or device_fatal(err):
+            raise
+        out.log(traceback.format_exc(), level="error")
+        _recover(backend)
+        now = time.monotonic_ns()
+        timed = Timed((now - t0_ns) / 1e6, None, t0_ns, now, None)
+        compile_delta["error"] = f"{type(err).__name__}: {err}".strip()[:300]
+    after = backend.compile_counters()
+    compile_delta.update(
+        {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
+    )
+    out.emit(
+        "phase",
+        phase="compile",
+        cell=cid,
+        t0_ns=timed.t0_ns,
+        t1_ns=timed.t1_ns,
+        ms=timed.latency_ms,
+        detail=compile_delta,
+    )
+    return compile_delta
+
+
 def run_cell(
     backend: Backend,
     cell: dict[str, Any],
     prompt_ids: list[list[int]],
     out: Emitter,
     resume: dict[str, Any] | None = None,
+    compiled: dict[str, Any] | BaseException | None = None,
 ) -> None:
     """Measure one cell; `resume` is its `continue_from` entry (docs/FORMATS.md) when an
-    earlier process was suspended in it. Raises CellSuspended after `cell_suspended`."""
+    earlier process was suspended in it; `compiled`: its compile call's outcome when the
+    process made it before parking. Raises CellSuspended after `cell_suspended`."""
     cid = cell["id"]
     device = cell["device"]
     want = expected_tokens(cell)
@@ -188,36 +230,11 @@ def run_cell(
     # A backend may judge a reply itself (Ollama: eos_truncated, prompt_cache_hit).
     sample_check = getattr(backend, "sample_check", None)
     if backend.compiles:
-        # The first call after torch.compile for this cell's shapes is the compile phase:
-        # reported on its own, never a warmup sample.
-        before = backend.compile_counters()
-        call = backend.call(cell, prompt_ids, -1)
-        state = call.setup()
-        t0_ns = time.monotonic_ns()
-        try:
-            timed = backend.timer.measure(call.run, state)
-        except Exception as err:
-            # Under on_error: continue the compile call's error is logged and the timed calls
-            # go on (each failing one is an error sample); otherwise the cell crashes.
-            if cell.get("on_error", "stop") != "continue" or device_fatal(err):
-                raise
-            out.log(traceback.format_exc(), level="error")
-            _recover(backend)
-            now = time.monotonic_ns()
-            timed = Timed((now - t0_ns) / 1e6, None, t0_ns, now, None)
-            compile_delta["error"] = f"{type(err).__name__}: {err}".strip()[:300]
-        after = backend.compile_counters()
-        compile_delta.update(
-            {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
-        )
-        out.emit(
-            "phase",
-            phase="compile",
-            cell=cid,
-            t0_ns=timed.t0_ns,
-            t1_ns=timed.t1_ns,
-            ms=timed.latency_ms,
-            detail=compile_delta,
+        if isinstance(compiled, BaseException):
+            raise compiled  # its compile call (made before the process parked) failed
+        # Made before the process parked (kit run's precompile), or now.
+        compile_delta = (
+            compiled if compiled is not None else compile_call(backend, cell, prompt_ids, out)
         )
     warmup = int(cell["warmup"])
     total = warmup + int(cell["repetitions"])
@@ -359,11 +376,21 @@ def run_cell(
 
 
 def run_group(
-    backend_cls: type | None, skip_reason: str | None, spec: dict[str, Any], out: Emitter
+    backend_cls: type | None,
+    skip_reason: str | None,
+    spec: dict[str, Any],
+    out: Emitter,
+    park: bool = False,
 ) -> int:
     """Run every cell of the group; returns the process exit code (0, or 3 after a fatal
     error, which tells the runner to continue in a fresh process: the remaining cells, and
-    the suspended cell first when it emitted `cell_suspended`)."""
+    the suspended cell first when it emitted `cell_suspended`).
+
+    `park` (kit run's precompile, listed order): a compiling backend makes every cell's
+    compile call first, emits `parked` and waits for `go` on stdin before measuring, so that
+    the runner compiles several groups at once while nothing is measured, and each group is
+    then measured in the very process that compiled it (no second load, no second trace).
+    A fatal device error while compiling ends the process before it parks (exit 3)."""
     cells: list[dict[str, Any]] = spec["cells"]
     prompts: dict[str, list[list[int]]] = spec["prompts"]
 
@@ -402,6 +429,17 @@ def run_group(
         out.log(traceback.format_exc(), level="error")
         return finish_all("crash", message)
     continue_from: dict[str, dict[str, Any]] = spec.get("continue_from") or {}
+    precheck = getattr(backend, "precheck", None)
+    compiled: dict[str, dict[str, Any] | BaseException] = {}
+    if park:
+        if backend.compiles:
+            code = _compile_ahead(backend, cells, prompts, out, compiled)
+            if code:
+                return code
+        out.emit("parked", compiled=sorted(compiled))
+        from kit.harness.blocks import wait_for_go
+
+        wait_for_go()
     for cell in cells:
         ids = prompts[cell["id"]]
         resume = continue_from.get(cell["id"])
@@ -415,14 +453,13 @@ def run_group(
             continue
         # A backend's check before any timed call (TensorRT: a shape outside its profile):
         # the cell is degraded with the reasons and has no sample, never a placeholder.
-        precheck = getattr(backend, "precheck", None)
         unmeasurable = precheck(cell, ids) if precheck else []
         if unmeasurable:
             out.emit("cell_finished", cell=cell["id"], status="degraded",
                      reasons=unmeasurable, evidence={"measured": False})  # fmt: skip
             continue
         try:
-            run_cell(backend, cell, ids, out, resume)
+            run_cell(backend, cell, ids, out, resume, compiled.get(cell["id"]))
         except CellSuspended:
             out.log(
                 "fatal device error: ending this process; the runner continues the cell in a "
@@ -447,6 +484,45 @@ def run_group(
                     level="error",
                 )
                 return 3
+            _recover(backend)
+    return 0
+
+
+def _compile_ahead(
+    backend: Backend,
+    cells: list[dict[str, Any]],
+    prompts: dict[str, list[list[int]]],
+    out: Emitter,
+    compiled: dict[str, dict[str, Any] | BaseException],
+) -> int:
+    """Every measurable cell's compile call, in order, before parking: its counters' delta,
+    or the exception it raised (re-raised in its turn, so the cell crashes as it would have).
+    Returns 3 after a fatal device error (the process then ends unparked), else 0."""
+    precheck = getattr(backend, "precheck", None)
+    for cell in cells:
+        ids = prompts[cell["id"]]
+        if backend.skip_reason(cell) or (precheck and precheck(cell, ids)):
+            continue
+        try:
+            compiled[cell["id"]] = compile_call(backend, cell, ids, out)
+        except Exception as err:
+            out.log(traceback.format_exc(), level="error")
+            if device_fatal(err) or backend.is_fatal(err):
+                # As in the cell loop: this cell crashes, the process ends (unparked) and
+                # the runner measures the other cells in a fresh process.
+                text = f"{type(err).__name__}: {err}".strip()
+                kind = "out of memory" if "out of memory" in text.lower() else "exception"
+                out.emit("cell_started", cell=cell["id"], tokens_in=len(ids[0]), prompt_ids=ids)
+                out.emit("cell_finished", cell=cell["id"], status="crash",
+                         reasons=[f"{kind}: {text[:500]}"],
+                         evidence={"error_type": type(err).__name__})  # fmt: skip
+                out.log(
+                    "fatal device error while compiling ahead: ending this process before it "
+                    "parks; the runner continues in a fresh one",
+                    level="error",
+                )
+                return 3
+            compiled[cell["id"]] = err
             _recover(backend)
     return 0
 

@@ -41,6 +41,9 @@ class RunRequest:
     yes: bool = False  # run a selection estimated over 24 h (kit.matrix.estimate.LONG_RUN_S)
     start_method: str | None = None  # host runner: forkserver | spawn (None: its default)
     precompile: bool = True  # compile compiled groups' shapes ahead, in parallel
+    park_max: int | None = (
+        None  # compiled groups parked at once (None: precompile.default_park_max; 0: no parking)
+    )
     block_reps: int = 5  # --order interleaved: timed repetitions per block
     until_ci_pct: float | None = None  # adaptive repetitions (see Cell.until_ci_pct)
     max_reps: int | None = None

@@ -10,9 +10,12 @@ id, `precompile_exited`, `precompile_phase_finished`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -135,3 +138,197 @@ def _one(
         "compile_ms": per_cell,
         "counters": counters,
     }
+
+
+# -- parking: the measuring process compiles, then waits its turn ---------------------------
+@dataclasses.dataclass
+class Parked:
+    """A compiled group's measuring process (attempt 1) that compiled its cells' shapes
+    while nothing was measured and now waits for `go`; `buffered`: its events so far (the
+    runner journals them when it adopts the process, with the rest of its stream)."""
+
+    job: GroupJob
+    proc: Any
+    lines: Iterator[str]
+    spawn_ns: int
+    buffered: list[str]
+    parked: bool  # False: it ended before parking (its buffered events say how)
+    wall_ms: float = 0.0
+
+
+def default_park_max() -> int:
+    """Compiled groups parked at once (each holds its model, CUDA context and compiler
+    workers): a quarter of the cores, at least two."""
+    return max(2, (os.cpu_count() or 1) // 4)
+
+
+def can_park(sweep: Any) -> bool:
+    """Parking needs a runner that can write to the group's stdin (the host runner), the
+    listed order, and no per-GPU scheduler; `--park-max 0` turns it off."""
+    settings = sweep.settings
+    return (
+        bool(settings.get("precompile", True))
+        and settings.get("park_max") != 0
+        and settings.get("runner", "host") == "host"
+        and settings.get("order") != "interleaved"
+        and not (sweep.placed and sweep.isolation == "per-gpu")
+    )
+
+
+def run_parked(sweep: Any, groups: list[list[Cell]], inputs: dict[str, dict[str, Any]]) -> bool:
+    """The listed order in windows of at most `park_max` compiled groups: the window's
+    compiled groups start at once and compile (nothing is measured meanwhile), then every
+    group of the window is measured in turn, a compiled one in the process that compiled it.
+    Returns False when the sweep was stopped (resumable)."""
+    limit = int(sweep.settings.get("park_max") or default_park_max())
+    compiled = [i for i, g in enumerate(groups) if g[0].backend in COMPILED_BACKENDS]
+    start = 0
+    while start < len(groups):
+        ahead = [i for i in compiled if i >= start]
+        end = ahead[limit] if len(ahead) > limit else len(groups)
+        window = groups[start:end]
+        parked = park_groups(
+            sweep, [g for g in window if g[0].backend in COMPILED_BACKENDS], inputs
+        )
+        try:
+            for group in window:
+                if sweep.controls.stopping:
+                    return False
+                gid = group[0].group_id()
+                if not sweep._run_group(group, inputs, parked=parked.pop(gid, None)):
+                    return False
+        finally:
+            for left in parked.values():  # stopped early: never adopted
+                left.proc.stop()
+                left.proc.wait()
+        start = end
+    return True
+
+
+def park_groups(
+    sweep: Any, groups: list[list[Cell]], inputs: dict[str, dict[str, Any]]
+) -> dict[str, Parked]:
+    """Start each group's measuring process with `--park`, several at once, and read each
+    until it parks (or ends). group id -> Parked."""
+    if not groups or sweep.controls.stopping:
+        return {}
+    prepared = []
+    for group in groups:  # serially: two groups may share one model checkpoint
+        try:
+            model_dir, record = sweep._prepare_model(group[0])
+        except KitError:
+            continue  # _run_group reports the cells skipped
+        sweep.record({"event": "model_prepared", "group_id": group[0].group_id(), "model": record})
+        prepared.append((group, model_dir, record))
+    if not prepared:
+        return {}
+    jobs = int(sweep.settings.get("precompile_jobs") or default_jobs(len(prepared)))
+    sweep.record(
+        {
+            "event": "precompile_phase_started",
+            "groups": [g[0].group_id() for g, _, _ in prepared],
+            "parallel": jobs,
+            "park": True,
+        }
+    )
+    t0 = time.monotonic_ns()
+    started: dict[int, tuple[Any, float]] = {}  # id -> (process, deadline), still compiling
+    done = threading.Event()
+
+    def watchdog() -> None:
+        # An abort stops every process being compiled at once; one past its group's time
+        # limit before it parks is stopped as timed out.
+        while not done.wait(0.1):
+            aborted = sweep.controls.abort.is_set()
+            for key, (proc, deadline) in list(started.items()):
+                if aborted or time.monotonic() > deadline:
+                    if not aborted and hasattr(proc, "mark_timed_out"):
+                        proc.mark_timed_out()
+                    proc.stop()
+                    started.pop(key, None)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = list(
+                pool.map(lambda p: _park_one(sweep, p[0], p[1], p[2], inputs, started), prepared)
+            )
+    finally:
+        done.set()
+    found = {p.job.group_id: p for p in results if p is not None}
+    sweep.record(
+        {
+            "event": "precompile_phase_finished",
+            "wall_ms": round((time.monotonic_ns() - t0) / 1e6, 1),
+            "parked": sorted(g for g, p in found.items() if p.parked),
+            "ended_before_parking": sorted(g for g, p in found.items() if not p.parked),
+        }
+    )
+    return found
+
+
+def _park_one(
+    sweep: Any,
+    group: list[Cell],
+    model_dir: Path,
+    model_record: dict[str, Any],
+    inputs: dict[str, dict[str, Any]],
+    started: dict[int, tuple[Any, float]],
+) -> Parked | None:
+    gid = group[0].group_id()
+    if sweep.controls.stopping:
+        return None
+    group_dir = sweep.run_dir / "groups" / gid
+    group_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = sweep.fresh_cache(group_dir, 1)
+    spec = sweep.group_spec(group, model_dir, model_record, cache_dir, inputs)
+    input_path = group_dir / "input-1.json"
+    input_path.write_text(json.dumps(spec))
+    job = GroupJob(
+        group_id=gid,
+        input_path=input_path,
+        group_dir=group_dir,
+        model_dir=model_dir,
+        compile_cache_dir=cache_dir,
+        backend=group[0].backend,
+        device=group[0].device,
+        gpu_index=sweep.gpu_for(group[0]),
+        timeout_s=float(sweep.settings.get("group_timeout_s", 1800.0)),
+        harness_args=("--park",),
+        interactive=True,
+    )
+    spawn_ns = time.monotonic_ns()
+    proc = sweep.runner.start(job)
+    started[id(proc)] = (proc, time.monotonic() + job.timeout_s)
+    sweep.record(
+        {
+            "event": "group_spawned",
+            "group_id": gid,
+            "attempt": 1,
+            "cells": len(group),
+            "runner": sweep.runner.describe(job),
+            "park": True,
+        }
+    )
+    lines = iter(proc.lines())
+    buffered: list[str] = []
+    parked = False
+    for line in lines:
+        buffered.append(line)
+        if '"parked"' in line and _is_parked(line):
+            parked = True
+            break
+    started.pop(id(proc), None)  # parked (its group's clock starts again when adopted)
+    wall_ms = round((time.monotonic_ns() - spawn_ns) / 1e6, 1)
+    sweep.record({"event": "group_parked" if parked else "group_ended_unparked",
+                  "group_id": gid, "pid": getattr(proc, "pid", None),
+                  "wall_ms": wall_ms})  # fmt: skip
+    return Parked(job, proc, lines, spawn_ns, buffered, parked, wall_ms)
+
+
+def _is_parked(line: str) -> bool:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and event.get("event") == "parked"

@@ -117,6 +117,11 @@ def start_run(
         )
     if request.block_reps < 1:
         raise KitError(f"--block-reps {request.block_reps} is out of range", "give 1 or more")
+    if request.park_max is not None and request.park_max < 0:
+        raise KitError(
+            f"--park-max {request.park_max} is out of range",
+            "give 0 (no parking) or more",
+        )
     from kit.gpu.snapshot import detect
     from kit.runner.placement import check_gpus, check_servers, cpu_note
 

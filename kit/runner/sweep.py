@@ -11,12 +11,13 @@ run (`kit run --resume`) reruns a suspended cell from its start.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +136,12 @@ class Sweep:
                     }
                 )
         groups = groups_in_order(todo)
-        if self.settings.get("precompile", True):
-            from kit.runner.precompile import precompile_groups
+        from kit.runner.precompile import can_park, precompile_groups, run_parked
 
+        if can_park(self):
+            # Each compiled group's measuring process compiles (several at once) and parks.
+            return run_parked(self, groups, inputs)
+        if self.settings.get("precompile", True):
             self.precompiled = precompile_groups(self, groups, inputs)
         if self.settings.get("order") == "interleaved":
             from kit.runner.interleave import run_interleaved
@@ -264,8 +268,13 @@ class Sweep:
         return cache_dir
 
     def _run_group(
-        self, group: list[Cell], inputs: dict[str, dict[str, Any]], first_attempt: int = 1
+        self,
+        group: list[Cell],
+        inputs: dict[str, dict[str, Any]],
+        first_attempt: int = 1,
+        parked: Any = None,
     ) -> bool:
+        """`parked`: the group's attempt-1 process, compiled and waiting (precompile.py)."""
         first = group[0]
         gid = first.group_id()
         group_dir = inside(self.run_dir, "groups", gid)  # ids are safe names; checked anyway
@@ -294,31 +303,36 @@ class Sweep:
                 )
                 self.finish_cell(cell.id, "skipped", [f"model not prepared: {err.title}"], 0)
             return True
-        self.record({"event": "model_prepared", "group_id": gid, "model": model_record})
+        if parked is None:
+            self.record({"event": "model_prepared", "group_id": gid, "model": model_record})
         remaining = list(group)
         attempt = first_attempt - 1
         while remaining:
             attempt += 1
-            cache_dir = self.fresh_cache(group_dir, attempt)
-            input_path = group_dir / f"input-{attempt}.json"
-            spec = self.group_spec(
-                remaining, model_dir, model_record, cache_dir, inputs,
-                self.continuations(remaining, attempt),
-            )  # fmt: skip
-            input_path.write_text(json.dumps(spec))
-            job = GroupJob(
-                group_id=gid,
-                input_path=input_path,
-                group_dir=group_dir,
-                model_dir=model_dir,
-                compile_cache_dir=cache_dir,
-                backend=first.backend,
-                device=first.device,
-                gpu_index=self.gpu_for(first),
-                timeout_s=float(self.settings.get("group_timeout_s", 1800.0)),
-            )
+            adopted, parked = (parked, None) if attempt == 1 else (None, parked)
+            if adopted is not None:
+                job = adopted.job
+            else:
+                cache_dir = self.fresh_cache(group_dir, attempt)
+                input_path = group_dir / f"input-{attempt}.json"
+                spec = self.group_spec(
+                    remaining, model_dir, model_record, cache_dir, inputs,
+                    self.continuations(remaining, attempt),
+                )  # fmt: skip
+                input_path.write_text(json.dumps(spec))
+                job = GroupJob(
+                    group_id=gid,
+                    input_path=input_path,
+                    group_dir=group_dir,
+                    model_dir=model_dir,
+                    compile_cache_dir=cache_dir,
+                    backend=first.backend,
+                    device=first.device,
+                    gpu_index=self.gpu_for(first),
+                    timeout_s=float(self.settings.get("group_timeout_s", 1800.0)),
+                )
             finished_now, inflight = self._run_process(
-                job, attempt, len(remaining), {c.id: inputs[c.id] for c in remaining}
+                job, attempt, len(remaining), {c.id: inputs[c.id] for c in remaining}, adopted
             )
             if self.controls.abort.is_set() or (
                 self.controls.stop_after_cell.is_set() and inflight is None
@@ -326,6 +340,13 @@ class Sweep:
                 return False
             remaining = [c for c in remaining if c.id not in finished_now]
             suspended_now = any(a == attempt for a, _ in self.suspended.values())
+            if adopted is not None and remaining and not finished_now and not suspended_now:
+                # It ended while compiling ahead or parked, before any cell began: the
+                # group is measured in a fresh process, as without parking.
+                self.record({"event": "log", "level": "warning", "group_id": gid,
+                             "message": "the parked process ended before measuring; the "
+                             "group runs in a fresh process (see stderr.log)"})  # fmt: skip
+                continue
             if remaining and not finished_now and not suspended_now:
                 reason = (
                     "the group process failed before finishing any cell; see groups/"
@@ -351,29 +372,50 @@ class Sweep:
         return True
 
     def _run_process(
-        self, job: GroupJob, attempt: int, n_cells: int, inputs: dict[str, dict[str, Any]]
+        self,
+        job: GroupJob,
+        attempt: int,
+        n_cells: int,
+        inputs: dict[str, dict[str, Any]],
+        parked: Any = None,
     ) -> tuple[set[str], str | None]:
-        spawn_ns = time.monotonic_ns()
-        proc = self.runner.start(job)
-        spawned: dict[str, Any] = {}
-        if self.placed:
-            running = self.coschedule.started(job.group_id, attempt, job.gpu_index)
-            spawned = {
-                "gpu": job.gpu_index,
-                "device": job.device,
-                "isolation": self.isolation,
-                "running": running,
-            }
-        self.record(
-            {
-                "event": "group_spawned",
-                "group_id": job.group_id,
-                "attempt": attempt,
-                "cells": n_cells,
-                "runner": self.runner.describe(job),
-                **spawned,
-            }
-        )
+        """Run one group process to its end: a fresh one, or `parked` (compiled and waiting:
+        its buffered events are journaled first, then it is told `go`)."""
+        lines: Iterator[str]
+        if parked is not None:
+            proc, spawn_ns = parked.proc, parked.spawn_ns
+            if self.placed:
+                self.coschedule.started(job.group_id, attempt, job.gpu_index)
+            if parked.parked:
+                try:
+                    proc.stdin.write("go\n")
+                    proc.stdin.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass  # it is ending: its stream says how
+            lines = itertools.chain(parked.buffered, parked.lines)
+        else:
+            spawn_ns = time.monotonic_ns()
+            proc = self.runner.start(job)
+            lines = iter(proc.lines())
+            spawned: dict[str, Any] = {}
+            if self.placed:
+                running = self.coschedule.started(job.group_id, attempt, job.gpu_index)
+                spawned = {
+                    "gpu": job.gpu_index,
+                    "device": job.device,
+                    "isolation": self.isolation,
+                    "running": running,
+                }
+            self.record(
+                {
+                    "event": "group_spawned",
+                    "group_id": job.group_id,
+                    "attempt": attempt,
+                    "cells": n_cells,
+                    "runner": self.runner.describe(job),
+                    **spawned,
+                }
+            )
         finished: set[str] = set()
         inflight: str | None = None
         deadline = time.monotonic() + job.timeout_s
@@ -392,7 +434,7 @@ class Sweep:
         guard = threading.Thread(target=watchdog, daemon=True)
         guard.start()
         try:
-            for line in proc.lines():
+            for line in lines:
                 event = _parse(line)
                 event["attempt"] = attempt
                 if self.placed:  # several processes write the journal at once: whose line
