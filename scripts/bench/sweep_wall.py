@@ -8,7 +8,8 @@ cells, prompts (same token ids), reps and compile settings, groups in the same o
 kit run is a plain `kit run` of the same selection (fork server and precompile by default).
 
 Runs alternate as `--sequence` says (default loop,kit,loop,kit: drift hits both alike; `kitnp`
-is a kit run with --no-precompile, its wall reported beside) and
+is a kit run with --no-precompile, `kitsep` one with --park-max 0 (precompile in separate
+processes, then fresh measuring ones), their walls reported beside) and
 the script prints each run's wall, the kit/loop wall ratios, and per cell the medians side
 by side (cells with CV < 10% in both are checked against the 5% target).
 
@@ -163,17 +164,19 @@ def main() -> int:
             command = [sys.executable, __file__, "--loop-only", str(result)]
             command += ["--matrix", args.matrix, "--select", args.select, "--weights", args.weights]
             command += _overrides(args)
-        elif kind in ("kit", "kitnp"):
+        elif kind in ("kit", "kitnp", "kitsep"):
             run_dir = out / f"{kind}-{i}"
             command = [sys.executable, "-m", "kit", "run", "--matrix", args.matrix]
             command += ["--select", args.select, "--weights", args.weights, "--out", str(run_dir)]
             command += _overrides(args) + args.kit_args.split()
             if kind == "kitnp":
                 command.append("--no-precompile")
+            if kind == "kitsep":
+                command += ["--park-max", "0"]
         else:
             raise SystemExit(
-                f"--sequence: unknown run kind {kind!r} (use loop, kit and kitnp: kit with "
-                "--no-precompile)"
+                f"--sequence: unknown run kind {kind!r} (use loop, kit, kitnp: kit with "
+                "--no-precompile, kitsep: kit with --park-max 0)"
             )
         done = subprocess.run(command, env=env, cwd=str(ROOT), capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -242,12 +245,13 @@ def _report(runs: list[dict[str, Any]], out: Path) -> None:
             f"mean wall: kit {kit_wall:.1f} s, loop {loop_wall:.1f} s, kit/loop {kit_wall / loop_wall:.2f} "
             "(targets: kit/loop <= 1.3, kit <= 80 s)"
         )
-        no_pre = [r["wall_s"] for r in runs if r["kind"] == "kitnp"]
-        if no_pre:
-            print(
-                f"mean wall: kit --no-precompile {statistics.mean(no_pre):.1f} s over {len(no_pre)} "
-                f"run(s), /loop {statistics.mean(no_pre) / loop_wall:.2f}"
-            )
+        for other, flag in (("kitnp", "--no-precompile"), ("kitsep", "--park-max 0")):
+            walls = [r["wall_s"] for r in runs if r["kind"] == other]
+            if walls:
+                print(
+                    f"mean wall: kit {flag} {statistics.mean(walls):.1f} s over {len(walls)} "
+                    f"run(s), /loop {statistics.mean(walls) / loop_wall:.2f}"
+                )
     (out / "sweep_wall.json").write_text(
         json.dumps(
             {"runs": [{k: v for k, v in r.items() if k != "samples"} for r in runs], "cells": rows},

@@ -2,7 +2,7 @@
 # Sweep speed (issue 13) on the H200, in ONE device call of at most 9.5 minutes.
 # Run from the repository root:  OUT=/some/dir bash scripts/gpu/sweep_speed.sh
 # 1. the 54-cell TR126 phase-2-dynamic selection (gpt2-25m/50m/100m, eager + compiled), run
-#    loop, kit, kit --no-precompile, loop, ... as the deadline allows (scripts/bench/sweep_wall.py:
+#    loop, kit, kit --park-max 0 (kitsep), loop, ... as the deadline allows (scripts/bench/sweep_wall.py:
 #    walls, kit/loop, medians side by side);
 # 2. the compiled (reduce-overhead, dynamic) sub-ms overhead bench, gpt2-25m, prefill of 1 to 64
 #    tokens (kit/bare with per-round spreads), the same split into its parts, and kv_decode
@@ -32,9 +32,9 @@ timeout 120 python -m kit models prepare gpt2-25m gpt2-50m gpt2-100m --weights r
 
 log "sweep wall: loop, kit, loop, kit ($SEL)"
 timeout 460 python scripts/bench/sweep_wall.py --matrix tr126 --select "$SEL" --weights random \
-  --sequence "${SEQ:-loop,kit,kitnp,loop,kit,kitnp}" --deadline-s ${WALL_DEADLINE:-440} --out "$WORK/wall" $WALL_DEVICE $EXTRA
+  --sequence "${SEQ:-loop,kit,kitsep,loop,kit,kitsep}" --deadline-s ${WALL_DEADLINE:-440} --out "$WORK/wall" $WALL_DEVICE $EXTRA
 log "sweep wall exit $?"
-for d in "$WORK"/wall/kit-* "$WORK"/wall/kitnp-*; do
+for d in "$WORK"/wall/kit-* "$WORK"/wall/kitnp-* "$WORK"/wall/kitsep-*; do
   [ -d "$d" ] || continue
   echo "-- $d"
   grep -h '"event":"run_finished"\|"event":"precompile_phase_finished"' "$d/journal.jsonl" | cut -c1-400
