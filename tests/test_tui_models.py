@@ -117,3 +117,15 @@ def test_docker_runner_marks_cells_whose_image_is_missing() -> None:
     )
     assert down is not None and down.startswith("docker:")
     assert cell_problem(cell, True, "cpu", "host", LocalImages(tags=frozenset())) is None
+
+
+def test_progress_says_groups_compile_ahead_and_wait_their_turn() -> None:
+    cells = _cells()
+    progress = RunProgress(cells, clock=lambda: 0.0)
+    gid = cells[0].group_id()
+    progress.apply({"event": "precompile_phase_started", "groups": [gid], "parallel": 1, "park": True})  # fmt: skip
+    assert progress.phase == "compiling 1 group(s) ahead"
+    progress.apply({"event": "group_parked", "group_id": gid, "pid": 1, "wall_ms": 12500.0})
+    text = "\n".join(str(line) for line in progress.log)
+    assert "nothing measured meanwhile" in text
+    assert f"group {gid} compiled, waiting its turn (12.5 s)" in text

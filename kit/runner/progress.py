@@ -36,6 +36,8 @@ class ProgressLine:
             return
         if name == "cell_started":
             self.current = str(event.get("cell"))
+        elif name == "precompile_phase_started":
+            self.current = f"compiling {len(event.get('groups') or [])} group(s) ahead"
         elif name == "phase" and event.get("phase") in ("load", "compile"):
             self.current = (
                 f"{event.get('cell') or 'group'} ({event.get('phase')} {event.get('ms', 0):.0f} ms)"

@@ -140,6 +140,12 @@ class RunProgress:
                 self.phase = "between cells"
         elif name == "phase":
             self.phase = f"{event.get('phase')} ({float(event.get('ms') or 0):.0f} ms)"
+        elif name == "precompile_phase_started":
+            self.phase = f"compiling {len(event.get('groups') or [])} group(s) ahead"
+            self.note("info", f"compiling ahead, nothing measured meanwhile: {', '.join(event.get('groups') or [])}")  # fmt: skip
+        elif name in ("group_parked", "group_ended_unparked"):
+            how = "compiled, waiting its turn" if name == "group_parked" else "ended before parking"
+            self.note("info", f"group {event.get('group_id')} {how} ({float(event.get('wall_ms') or 0) / 1000:.1f} s)")  # fmt: skip
         elif name == "group_spawned":
             self.phase = "starting the group process"
             self.note("info", f"group {event.get('group_id')} attempt {event.get('attempt')}")
