@@ -268,6 +268,13 @@ def test_parked_groups_compile_first_and_are_measured_in_the_process_that_compil
     assert len(parked) == 2 and len(compiles) == 4  # every compiled cell's compile call
     assert max(e["t1_ns"] for e in compiles) < min(samples)
     assert max(e["t_ns"] for e in parked) < min(samples)
+    # the report's co-scheduling counts measuring spans: compiling ahead side by side is not
+    # "beside another" (nothing was measured then)
+    from kit.stats.coschedule import group_runs
+
+    runs = group_runs(evs)
+    assert len(runs) == 3 and not [r for r in runs if r.beside]
+    assert len([e for e in evs if e["event"] == "group_unparked"]) == 2
     done = {e["cell"]: e for e in evs if e["event"] == "cell_finished"}
     for cid, e in done.items():
         if cells[cid]["backend"] == "transformers-compile":

@@ -308,6 +308,11 @@ def _park_one(
             "cells": len(group),
             "runner": sweep.runner.describe(job),
             "park": True,
+            **(
+                {"gpu": job.gpu_index, "device": job.device, "isolation": sweep.isolation}
+                if sweep.placed
+                else {}
+            ),
         }
     )
     lines = iter(proc.lines())

@@ -384,8 +384,18 @@ class Sweep:
         lines: Iterator[str]
         if parked is not None:
             proc, spawn_ns = parked.proc, parked.spawn_ns
+            running = None
             if self.placed:
-                self.coschedule.started(job.group_id, attempt, job.gpu_index)
+                running = self.coschedule.started(job.group_id, attempt, job.gpu_index)
+            self.record(
+                {
+                    "event": "group_unparked",
+                    "group_id": job.group_id,
+                    "attempt": attempt,
+                    "parked": parked.parked,
+                    **({"gpu": job.gpu_index, "running": running} if self.placed else {}),
+                }
+            )
             if parked.parked:
                 try:
                     proc.stdin.write("go\n")

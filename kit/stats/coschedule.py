@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-_WANTED = (b'"group_spawned"', b'"child_exited"')
+_WANTED = (b'"group_spawned"', b'"group_unparked"', b'"child_exited"')
 
 
 @dataclasses.dataclass
@@ -51,6 +51,7 @@ def group_runs(events: Iterable[dict[str, Any]]) -> list[GroupRun]:
     """Group processes in spawn order, each with the processes it overlapped (`beside`:
     group id, attempt, GPU, seconds of overlap)."""
     runs: dict[tuple[str, int], GroupRun] = {}
+    waiting: set[tuple[str, int]] = set()  # parked (precompile.py), not yet told to measure
     last_ns = 0
     for ev in events:
         t_ns = ev.get("t_ns")
@@ -61,8 +62,17 @@ def group_runs(events: Iterable[dict[str, Any]]) -> list[GroupRun]:
         gpu = ev.get("gpu") if isinstance(ev.get("gpu"), int) else None
         if ev.get("event") == "group_spawned":
             runs[key] = GroupRun(key[0], key[1], gpu, ev.get("device"), t_ns)
+            if ev.get("park"):
+                waiting.add(key)
+        elif ev.get("event") == "group_unparked" and key in runs:
+            # A parked process compiled beside others while nothing was measured; its
+            # measuring span starts when it is told to go.
+            runs[key].start_ns = t_ns
+            waiting.discard(key)
         elif ev.get("event") == "child_exited" and key in runs:
             runs[key].end_ns = t_ns
+    for key in waiting:  # stopped while parked: it never measured
+        runs.pop(key, None)
     ordered = sorted(runs.values(), key=lambda r: (r.start_ns, r.group_id, r.attempt))
     for run in ordered:
         for other in ordered:
