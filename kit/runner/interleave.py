@@ -16,11 +16,9 @@ run serially in a fresh process, as in listed order.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from kit.errors import KitError
@@ -73,30 +71,16 @@ def run_interleaved(sweep: Any, groups: list[list[Cell]], inputs: dict[str, Any]
 def _start(sweep: Any, group: list[Cell], inputs: dict[str, Any]) -> Member | None:
     first = group[0]
     gid = first.group_id()
-    group_dir = sweep.run_dir / "groups" / gid
-    group_dir.mkdir(parents=True, exist_ok=True)
     try:
         model_dir, record = sweep._prepare_model(first)
     except KitError:
         return None
     sweep.record({"event": "model_prepared", "group_id": gid, "model": record})
-    cache_dir = sweep.fresh_cache(group_dir, 1)
-    spec = sweep.group_spec(group, model_dir, record, cache_dir, inputs)
-    input_path = group_dir / "input-1.json"
-    input_path.write_text(json.dumps(spec))
-    job = GroupJob(
-        group_id=gid,
-        input_path=input_path,
-        group_dir=group_dir,
-        model_dir=Path(model_dir),
-        compile_cache_dir=cache_dir,
-        backend=first.backend,
-        device=first.device,
-        gpu_index=sweep.gpu_for(first),
-        timeout_s=float(sweep.settings.get("group_timeout_s", 1800.0)),
-        harness_args=("--block-reps", str(int(sweep.settings.get("block_reps") or 5))),
-        interactive=True,
-    )
+    block_reps = str(int(sweep.settings.get("block_reps") or 5))
+    job = sweep.new_job(
+        group, 1, model_dir, record, inputs,
+        harness_args=("--block-reps", block_reps), interactive=True,
+    )  # fmt: skip
     spawn_ns = time.monotonic_ns()
     proc = sweep.runner.start(job)
     sweep.record(

@@ -79,24 +79,12 @@ def _one(
     gid = group[0].group_id()
     if sweep.controls.stopping:
         return gid, None
-    group_dir = sweep.run_dir / "groups" / gid
-    group_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = sweep.fresh_cache(group_dir, 1)  # fresh: not yet in sweep.precompiled
-    spec = sweep.group_spec(group, model_dir, model_record, cache_dir, inputs)
-    input_path = group_dir / "input-precompile.json"
-    input_path.write_text(json.dumps(spec))
-    job = GroupJob(
-        group_id=gid,
-        input_path=input_path,
-        group_dir=group_dir,
-        model_dir=model_dir,
-        compile_cache_dir=cache_dir,
-        backend=group[0].backend,
-        device=group[0].device,
-        gpu_index=sweep.gpu_for(group[0]),
-        timeout_s=float(sweep.settings.get("group_timeout_s", 1800.0)),
-        harness_args=("--precompile",),
-    )
+    # A fresh compile-cache-1 (the group is not yet in sweep.precompiled).
+    job = sweep.new_job(
+        group, 1, model_dir, model_record, inputs,
+        input_name="input-precompile.json", harness_args=("--precompile",),
+    )  # fmt: skip
+    cache_dir = job.compile_cache_dir
     t0 = time.monotonic_ns()
     proc = sweep.runner.start(job)
     per_cell: dict[str, float] = {}
@@ -278,24 +266,8 @@ def _park_one(
     gid = group[0].group_id()
     if sweep.controls.stopping:
         return None
-    group_dir = sweep.run_dir / "groups" / gid
-    group_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = sweep.fresh_cache(group_dir, 1)
-    spec = sweep.group_spec(group, model_dir, model_record, cache_dir, inputs)
-    input_path = group_dir / "input-1.json"
-    input_path.write_text(json.dumps(spec))
-    job = GroupJob(
-        group_id=gid,
-        input_path=input_path,
-        group_dir=group_dir,
-        model_dir=model_dir,
-        compile_cache_dir=cache_dir,
-        backend=group[0].backend,
-        device=group[0].device,
-        gpu_index=sweep.gpu_for(group[0]),
-        timeout_s=float(sweep.settings.get("group_timeout_s", 1800.0)),
-        harness_args=("--park",),
-        interactive=True,
+    job = sweep.new_job(
+        group, 1, model_dir, model_record, inputs, harness_args=("--park",), interactive=True
     )
     spawn_ns = time.monotonic_ns()
     proc = sweep.runner.start(job)

@@ -201,6 +201,43 @@ class Sweep:
             spec["continue_from"] = continue_from
         return spec
 
+    def new_job(
+        self,
+        cells: list[Cell],
+        attempt: int,
+        model_dir: Path,
+        model_record: dict[str, Any],
+        inputs: dict[str, dict[str, Any]],
+        *,
+        input_name: str | None = None,
+        harness_args: tuple[str, ...] = (),
+        interactive: bool = False,
+    ) -> GroupJob:
+        """One process of a group: its compiler cache (`fresh_cache`), its harness input
+        (groups/<group>/input-<attempt>.json unless named) and the job a runner starts."""
+        first = cells[0]
+        group_dir = inside(self.run_dir, "groups", first.group_id())
+        group_dir.mkdir(parents=True, exist_ok=True)
+        cache_dir = self.fresh_cache(group_dir, attempt)
+        spec = self.group_spec(
+            cells, model_dir, model_record, cache_dir, inputs, self.continuations(cells, attempt)
+        )
+        input_path = group_dir / (input_name or f"input-{attempt}.json")
+        input_path.write_text(json.dumps(spec))
+        return GroupJob(
+            group_id=first.group_id(),
+            input_path=input_path,
+            group_dir=group_dir,
+            model_dir=Path(model_dir),
+            compile_cache_dir=cache_dir,
+            backend=first.backend,
+            device=first.device,
+            gpu_index=self.gpu_for(first),
+            timeout_s=float(self.settings.get("group_timeout_s", 1800.0)),
+            harness_args=harness_args,
+            interactive=interactive,
+        )
+
     def continuations(self, cells: list[Cell], attempt: int) -> dict[str, dict[str, Any]]:
         """`continue_from` of process `attempt`: per suspended cell, the repetition to go on
         from, the tallies so far and every continuation (this one last)."""
@@ -313,24 +350,7 @@ class Sweep:
             if adopted is not None:
                 job = adopted.job
             else:
-                cache_dir = self.fresh_cache(group_dir, attempt)
-                input_path = group_dir / f"input-{attempt}.json"
-                spec = self.group_spec(
-                    remaining, model_dir, model_record, cache_dir, inputs,
-                    self.continuations(remaining, attempt),
-                )  # fmt: skip
-                input_path.write_text(json.dumps(spec))
-                job = GroupJob(
-                    group_id=gid,
-                    input_path=input_path,
-                    group_dir=group_dir,
-                    model_dir=model_dir,
-                    compile_cache_dir=cache_dir,
-                    backend=first.backend,
-                    device=first.device,
-                    gpu_index=self.gpu_for(first),
-                    timeout_s=float(self.settings.get("group_timeout_s", 1800.0)),
-                )
+                job = self.new_job(remaining, attempt, model_dir, model_record, inputs)
             finished_now, inflight = self._run_process(
                 job, attempt, len(remaining), {c.id: inputs[c.id] for c in remaining}, adopted
             )
