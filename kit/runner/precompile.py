@@ -40,13 +40,7 @@ def precompile_groups(
     todo = [g for g in groups if g[0].backend in COMPILED_BACKENDS]
     if not todo or sweep.controls.stopping:
         return {}
-    prepared = []
-    for group in todo:  # serially: two groups may share one model checkpoint
-        try:
-            model_dir, record = sweep._prepare_model(group[0])
-        except KitError:
-            continue  # _run_group reports the cells skipped
-        prepared.append((group, model_dir, record))
+    prepared = _prepared(sweep, todo)
     jobs = int(sweep.settings.get("precompile_jobs") or default_jobs(len(prepared)))
     sweep.record(
         {
@@ -67,6 +61,26 @@ def precompile_groups(
         }
     )
     return done
+
+
+def _prepared(
+    sweep: Any, groups: list[list[Cell]], journal: bool = False
+) -> list[tuple[list[Cell], Path, dict[str, Any]]]:
+    """(group, model dir, model record) of each group whose model could be prepared, one
+    after another (two groups may share one checkpoint); `journal`: record `model_prepared`
+    now (a parked group's _run_group does not)."""
+    prepared = []
+    for group in groups:
+        try:
+            model_dir, record = sweep._prepare_model(group[0])
+        except KitError:
+            continue  # _run_group reports the cells skipped
+        if journal:
+            sweep.record(
+                {"event": "model_prepared", "group_id": group[0].group_id(), "model": record}
+            )
+        prepared.append((group, model_dir, record))
+    return prepared
 
 
 def _one(
@@ -200,14 +214,7 @@ def park_groups(
     until it parks (or ends). group id -> Parked."""
     if not groups or sweep.controls.stopping:
         return {}
-    prepared = []
-    for group in groups:  # serially: two groups may share one model checkpoint
-        try:
-            model_dir, record = sweep._prepare_model(group[0])
-        except KitError:
-            continue  # _run_group reports the cells skipped
-        sweep.record({"event": "model_prepared", "group_id": group[0].group_id(), "model": record})
-        prepared.append((group, model_dir, record))
+    prepared = _prepared(sweep, groups, journal=True)
     if not prepared:
         return {}
     jobs = int(sweep.settings.get("precompile_jobs") or default_jobs(len(prepared)))
@@ -280,11 +287,7 @@ def _park_one(
             "cells": len(group),
             "runner": sweep.runner.describe(job),
             "park": True,
-            **(
-                {"gpu": job.gpu_index, "device": job.device, "isolation": sweep.isolation}
-                if sweep.placed
-                else {}
-            ),
+            **sweep.spawn_fields(job),
         }
     )
     lines = iter(proc.lines())

@@ -118,6 +118,13 @@ class Sweep:
             fields["co_scheduled"] = self.coschedule.cell_finished(cell)
         return fields
 
+    def spawn_fields(self, job: GroupJob) -> dict[str, Any]:
+        """`gpu`, `device` and `isolation` of a placed run's `group_spawned`; {} without
+        --gpus."""
+        if not self.placed:
+            return {}
+        return {"gpu": job.gpu_index, "device": job.device, "isolation": self.isolation}
+
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> bool:
         """Run every unfinished cell; returns False when stopped early (resumable)."""
@@ -427,15 +434,9 @@ class Sweep:
             spawn_ns = time.monotonic_ns()
             proc = self.runner.start(job)
             lines = iter(proc.lines())
-            spawned: dict[str, Any] = {}
+            spawned = self.spawn_fields(job)
             if self.placed:
-                running = self.coschedule.started(job.group_id, attempt, job.gpu_index)
-                spawned = {
-                    "gpu": job.gpu_index,
-                    "device": job.device,
-                    "isolation": self.isolation,
-                    "running": running,
-                }
+                spawned["running"] = self.coschedule.started(job.group_id, attempt, job.gpu_index)
             self.record(
                 {
                     "event": "group_spawned",
