@@ -195,6 +195,8 @@ def test_ctrl_c_stops_cleanly_with_the_interrupted_exit_code(
             str(out),
             "--weights",
             "random",
+            "--reps",  # cells long enough that the run cannot end before the SIGINT lands
+            "200",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
