@@ -43,7 +43,7 @@ from typing import Any
 
 from kit.harness.backends.base import Backend
 from kit.harness.events import Emitter
-from kit.harness.timing import Timed
+from kit.harness.timing import Timed, gc_paused
 
 SUSPICIOUS_DECODE_MS = 1.0
 DECODE_MODES = ("kv_decode", "e2e_kv", "generate")
@@ -247,87 +247,92 @@ def run_cell(
     ok_ms: list[float] = [float(v) for v in resume.get("ok_ms", [])]
     continued: list[dict[str, Any]] = list(resume.get("continued", []))
     timed_from: dict[str, Any] | None = None  # compile counters when the timed calls began
-    rep = -1
-    while True:
-        rep += 1
-        if resume and rep == warmup:
-            rep = max(int(resume["from_rep"]), warmup)  # timed calls go on where they stopped
-        if rep >= total and not adaptive.more(rep - int(cell["warmup"]), ok_ms):
-            break
-        if backend.compiles and timed_from is None and rep >= warmup:
-            timed_from = backend.compile_counters()
-        call = backend.call(cell, prompt_ids, rep)
-        if hook:
-            call.run = _hooked(call.run, rep, hook)
-        t0_ns = time.monotonic_ns()
-        try:
-            if int(cell.get("concurrency", 1)) > 1:
-                timed = _concurrent(backend, call, int(cell["concurrency"]))
-            else:
-                timed = backend.timer.measure(call.run, call.setup())
-        except Exception as err:
-            if not keep_going:
-                raise
-            fatal = device_fatal(err)
-            warm = rep < warmup
-            message = f"{type(err).__name__}: {err}".strip()[:500]
-            if not warm:
-                errors.append(message)
-            out.log(traceback.format_exc(), level="error")
-            if not fatal:
-                _recover(backend)  # a poisoned CUDA context is left alone: the process ends
-            out.emit(
-                "sample", cell=cid, phase=cell["mode"], rep=rep, warmup=warm, latency_ms=None,
-                cuda_event_ms=None, tokens_in=len(prompt_ids[0]), tokens_out=0,
-                t0_ns=t0_ns, t1_ns=time.monotonic_ns(), status="error", flags=[], error=message,
-                **({"fatal": True} if fatal else {}),
-            )  # fmt: skip
-            if fatal:
-                # A fatal warmup call resumes at the first timed call (warmups rerun anyway).
+    # The collector is off for the cell's calls (timing.gc_paused); the sample events' garbage
+    # is acyclic, so memory does not grow with the repetitions.
+    with gc_paused():
+        rep = -1
+        while True:
+            rep += 1
+            if resume and rep == warmup:
+                rep = max(int(resume["from_rep"]), warmup)  # timed calls go on where they stopped
+            if rep >= total and not adaptive.more(rep - int(cell["warmup"]), ok_ms):
+                break
+            if backend.compiles and timed_from is None and rep >= warmup:
+                timed_from = backend.compile_counters()
+            call = backend.call(cell, prompt_ids, rep)
+            if hook:
+                call.run = _hooked(call.run, rep, hook)
+            t0_ns = time.monotonic_ns()
+            try:
+                if int(cell.get("concurrency", 1)) > 1:
+                    timed = _concurrent(backend, call, int(cell["concurrency"]))
+                else:
+                    timed = backend.timer.measure(call.run, call.setup())
+            except Exception as err:
+                if not keep_going:
+                    raise
+                fatal = device_fatal(err)
+                warm = rep < warmup
+                message = f"{type(err).__name__}: {err}".strip()[:500]
+                if not warm:
+                    errors.append(message)
+                out.log(traceback.format_exc(), level="error")
+                if not fatal:
+                    _recover(backend)  # a poisoned CUDA context is left alone: the process ends
                 out.emit(
-                    "cell_suspended", cell=cid, next_rep=max(rep + 1, warmup),
-                    fatal_error=message, errors=errors, counts=counts, ok_ms=ok_ms,
-                    continued=continued,
+                    "sample", cell=cid, phase=cell["mode"], rep=rep, warmup=warm, latency_ms=None,
+                    cuda_event_ms=None, tokens_in=len(prompt_ids[0]), tokens_out=0,
+                    t0_ns=t0_ns, t1_ns=time.monotonic_ns(), status="error", flags=[], error=message,
+                    **({"fatal": True} if fatal else {}),
                 )  # fmt: skip
-                raise CellSuspended(message) from err
-            continue
-        produced = call.count(timed.result)
-        flags: list[str] = []
-        status = "ok"
-        judged = sample_check(cell, timed.result) if sample_check else None
-        if judged:
-            status = judged[0]
-            flags.append(judged[1])
-        elif any(n != want for n in produced):
-            status = "length_mismatch"
-            flags.append(f"produced {produced} tokens, asked {want}")
-        elif (
-            device == "cuda"
-            and cell["mode"] in DECODE_MODES
-            and timed.latency_ms < SUSPICIOUS_DECODE_MS
-        ):
-            status = "suspicious_fast"
-            flags.append(f"decode call took {timed.latency_ms:.3f} ms < {SUSPICIOUS_DECODE_MS} ms")
-        warm = rep < int(cell["warmup"])
-        if not warm:
-            counts[status] = counts.get(status, 0) + 1
-            if status == "ok":
-                ok_ms.append(timed.latency_ms)
-        out.emit(
-            "sample",
-            cell=cid,
-            phase=cell["mode"],
-            rep=rep,
-            warmup=warm,
-            latency_ms=timed.latency_ms,
-            cuda_event_ms=timed.cuda_event_ms,
-            tokens_in=len(prompt_ids[0]),
-            tokens_out=min(produced),
-            t0_ns=timed.t0_ns,
-            t1_ns=timed.t1_ns,
-            status=status,
-            flags=flags,
-        )
+                if fatal:
+                    # A fatal warmup call resumes at the first timed call (warmups rerun anyway).
+                    out.emit(
+                        "cell_suspended", cell=cid, next_rep=max(rep + 1, warmup),
+                        fatal_error=message, errors=errors, counts=counts, ok_ms=ok_ms,
+                        continued=continued,
+                    )  # fmt: skip
+                    raise CellSuspended(message) from err
+                continue
+            produced = call.count(timed.result)
+            flags: list[str] = []
+            status = "ok"
+            judged = sample_check(cell, timed.result) if sample_check else None
+            if judged:
+                status = judged[0]
+                flags.append(judged[1])
+            elif any(n != want for n in produced):
+                status = "length_mismatch"
+                flags.append(f"produced {produced} tokens, asked {want}")
+            elif (
+                device == "cuda"
+                and cell["mode"] in DECODE_MODES
+                and timed.latency_ms < SUSPICIOUS_DECODE_MS
+            ):
+                status = "suspicious_fast"
+                flags.append(
+                    f"decode call took {timed.latency_ms:.3f} ms < {SUSPICIOUS_DECODE_MS} ms"
+                )
+            warm = rep < int(cell["warmup"])
+            if not warm:
+                counts[status] = counts.get(status, 0) + 1
+                if status == "ok":
+                    ok_ms.append(timed.latency_ms)
+            out.emit(
+                "sample",
+                cell=cid,
+                phase=cell["mode"],
+                rep=rep,
+                warmup=warm,
+                latency_ms=timed.latency_ms,
+                cuda_event_ms=timed.cuda_event_ms,
+                tokens_in=len(prompt_ids[0]),
+                tokens_out=min(produced),
+                t0_ns=timed.t0_ns,
+                t1_ns=timed.t1_ns,
+                status=status,
+                flags=flags,
+            )
     if timed_from is not None:
         # What dynamo did during the timed calls: a graph compiled there is compile time
         # inside samples; a frame it gave up on (recompile limit) ran eager under the label.
@@ -364,7 +369,10 @@ def run_cell(
         **({"continued": continued} if continued else {}),
         **({"adaptive": adaptive.record(ok_ms)} if adaptive.pct is not None else {}),
         "tokens_expected": want,
-        "timing": "cuda events + synchronized perf_counter" if device == "cuda" else "perf_counter",
+        "timing": (
+            "cuda events + synchronized perf_counter" if device == "cuda" else "perf_counter"
+        )
+        + "; gc paused",
     }
     out.emit(
         "cell_finished",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -15,6 +17,22 @@ class Timed:
     t0_ns: int  # monotonic stamps, to join telemetry
     t1_ns: int
     result: Any
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for one cell's calls (warmup and timed), after a
+    full collection, as timeit and pyperf do: a collection otherwise lands inside a random timed
+    call (tens of us to ms, against sub-ms compiled calls). Reference counting still frees
+    everything acyclic; the collector is back on (and runs) after the cell."""
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class Timer:

@@ -58,6 +58,7 @@ def main() -> int:
         return run_table(args)
     from kit.harness.backends.transformers_backend import TransformersBackend
     from kit.harness.events import Emitter
+    from kit.harness.timing import gc_paused
     from kit.matrix import load_matrix, parse_selection, select_cells
     from kit.models.prepare import prepare
     from kit.models.tokenizer import exact_length_ids
@@ -86,25 +87,26 @@ def main() -> int:
 
     def kit_chunk() -> float:
         lat = []
-        for rep in range(args.chunk):
-            call = backend.call(cell_dict, ids, rep)
-            timed = timer.measure(call.run, call.setup())
-            sink.emit(
-                "sample",
-                cell=cell_dict["id"],
-                phase="prefill",
-                rep=rep,
-                warmup=False,
-                latency_ms=timed.latency_ms,
-                cuda_event_ms=timed.cuda_event_ms,
-                tokens_in=len(ids[0]),
-                tokens_out=min(call.count(timed.result)),
-                t0_ns=timed.t0_ns,
-                t1_ns=timed.t1_ns,
-                status="ok",
-                flags=[],
-            )
-            lat.append(timed.latency_ms)
+        with gc_paused():  # as the harness's run_cell does for a cell's calls
+            for rep in range(args.chunk):
+                call = backend.call(cell_dict, ids, rep)
+                timed = timer.measure(call.run, call.setup())
+                sink.emit(
+                    "sample",
+                    cell=cell_dict["id"],
+                    phase="prefill",
+                    rep=rep,
+                    warmup=False,
+                    latency_ms=timed.latency_ms,
+                    cuda_event_ms=timed.cuda_event_ms,
+                    tokens_in=len(ids[0]),
+                    tokens_out=min(call.count(timed.result)),
+                    t0_ns=timed.t0_ns,
+                    t1_ns=timed.t1_ns,
+                    status="ok",
+                    flags=[],
+                )
+                lat.append(timed.latency_ms)
         return statistics.median(lat)
 
     def bare_chunk() -> float:
@@ -152,6 +154,7 @@ def run_table(args: argparse.Namespace) -> int:
     decode, the argmax that picks the next token), synchronized, with perf_counter."""
     from kit.harness.backends.transformers_backend import TransformersBackend
     from kit.harness.events import Emitter
+    from kit.harness.timing import gc_paused
     from kit.matrix import load_matrix, parse_selection, select_cells
     from kit.models.prepare import prepare
     from kit.models.tokenizer import exact_length_ids
@@ -209,25 +212,26 @@ def run_table(args: argparse.Namespace) -> int:
 
         def kit_chunk() -> float:
             lat = []
-            for rep in range(args.chunk):
-                call = backend.call(cell_dict, ids, rep)
-                timed = timer.measure(call.run, call.setup())
-                sink.emit(
-                    "sample",
-                    cell=cell_dict["id"],
-                    phase=args.mode,
-                    rep=rep,
-                    warmup=False,
-                    latency_ms=timed.latency_ms,
-                    cuda_event_ms=timed.cuda_event_ms,
-                    tokens_in=n,
-                    tokens_out=min(call.count(timed.result)),
-                    t0_ns=timed.t0_ns,
-                    t1_ns=timed.t1_ns,
-                    status="ok",
-                    flags=[],
-                )
-                lat.append(timed.latency_ms)
+            with gc_paused():  # as the harness's run_cell does for a cell's calls
+                for rep in range(args.chunk):
+                    call = backend.call(cell_dict, ids, rep)
+                    timed = timer.measure(call.run, call.setup())
+                    sink.emit(
+                        "sample",
+                        cell=cell_dict["id"],
+                        phase=args.mode,
+                        rep=rep,
+                        warmup=False,
+                        latency_ms=timed.latency_ms,
+                        cuda_event_ms=timed.cuda_event_ms,
+                        tokens_in=n,
+                        tokens_out=min(call.count(timed.result)),
+                        t0_ns=timed.t0_ns,
+                        t1_ns=timed.t1_ns,
+                        status="ok",
+                        flags=[],
+                    )
+                    lat.append(timed.latency_ms)
             return statistics.median(lat)
 
         def forward(**kw: object) -> object:

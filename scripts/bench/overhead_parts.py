@@ -8,10 +8,11 @@ variants' order (host drift hits all alike). Each row: median of chunk medians, 
 to `bare+select` with the per-round p10-p90.
 
   kit             the harness's path: backend.call (fresh input tensors) -> Timer.measure
-                  (sync, perf_counter, CUDA event records) -> sample event serialised
+                  (sync, perf_counter, CUDA event records) -> sample event serialised, with
+                  Python's garbage collector paused for the chunk (as run_cell pauses it)
   kit-no-events   the same, timed by sync + perf_counter only (no CUDA event records)
   kit-same-input  one backend.call reused: the same input tensors every repetition
-  kit-no-gc       the kit's path with Python's garbage collector off during the chunk
+  kit-gc-on       the kit's path with the collector left on (the harness before it paused it)
   bare+select     sync; perf_counter; forward; argmax; sync (the same work, no harness)
   bare+events     bare+select with the kit's two CUDA event records inside the window
   bare+fresh      bare+select with fresh input tensors made before each repetition
@@ -22,7 +23,6 @@ to `bare+select` with the per-round p10-p90.
 from __future__ import annotations
 
 import argparse
-import gc
 import io
 import statistics
 import sys
@@ -38,7 +38,7 @@ VARIANTS = (
     "kit",
     "kit-no-events",
     "kit-same-input",
-    "kit-no-gc",
+    "kit-gc-on",
     "bare+select",
     "bare+events",
     "bare+fresh",
@@ -59,6 +59,7 @@ def main() -> int:
 
     from kit.harness.backends.transformers_backend import TransformersBackend
     from kit.harness.events import Emitter
+    from kit.harness.timing import gc_paused
     from kit.matrix import load_matrix, parse_selection, select_cells
     from kit.models.prepare import prepare
     from kit.models.tokenizer import exact_length_ids
@@ -155,21 +156,17 @@ def main() -> int:
             "kit": lambda r: kit(r),
             "kit-no-events": lambda r: kit(r, events=False),
             "kit-same-input": lambda r: kit(r, same=True),
-            "kit-no-gc": lambda r: kit(r),
+            "kit-gc-on": lambda r: kit(r),
             "bare+select": lambda r: bare(r),
             "bare+events": lambda r: bare(r, events=True),
             "bare+fresh": lambda r: bare(r, fresh=True),
         }
 
         def chunk(name: str) -> float:
-            off = name == "kit-no-gc" and gc.isenabled()
-            if off:
-                gc.disable()
-            try:
-                return statistics.median(runs[name](r) for r in range(args.chunk))
-            finally:
-                if off:
-                    gc.enable()
+            if name.startswith("kit") and name != "kit-gc-on":
+                with gc_paused():
+                    return statistics.median(runs[name](r) for r in range(args.chunk))
+            return statistics.median(runs[name](r) for r in range(args.chunk))
 
         for _ in range(2):  # compile and record the graphs on every path first
             for name in VARIANTS:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -190,6 +191,19 @@ def main() -> int:
     return 0
 
 
+def _spread(name: str, ratios: list[float]) -> None:
+    """Geometric mean of per-cell ratios, its p10-p90, and how many lie within 5% of 1."""
+    if not ratios:
+        return
+    logs = sorted(math.log(r) for r in ratios)
+    q = lambda f: math.exp(logs[min(len(logs) - 1, int(f * len(logs)))])  # noqa: E731
+    near = sum(abs(r - 1) <= 0.05 for r in ratios)
+    print(
+        f"{name}: geometric mean {math.exp(statistics.mean(logs)):.3f} over {len(ratios)} cells, "
+        f"p10-p90 {q(0.1):.3f}-{q(0.9):.3f}, within 5%: {near} of {len(ratios)}"
+    )
+
+
 def _report(runs: list[dict[str, Any]], out: Path) -> None:
     kits = [r for r in runs if r["kind"] == "kit"]
     loops = [r for r in runs if r["kind"] == "loop"]
@@ -218,12 +232,22 @@ def _report(runs: list[dict[str, Any]], out: Path) -> None:
                 "loop_median_ms": statistics.median(loop_all),
                 "ratio": statistics.median(kit_all) / statistics.median(loop_all),
                 "per_round": per_round,
+                # The host's own run-to-run drift: the same loop, a later round (noise floor).
+                "loop_drift": (
+                    statistics.median(loops[-1]["samples"][cid])
+                    / statistics.median(loops[0]["samples"][cid])
+                    if len(loops) > 1 and all(cid in lo["samples"] for lo in (loops[0], loops[-1]))
+                    else None
+                ),
                 "cv_max": max(cv(kit_all), cv(loop_all)),
             }
         )
     print()
-    print("| cell | loop median ms | kit median ms | kit/loop | per round | CV max | checked |")
-    print("|---|---:|---:|---:|---|---:|---|")
+    print(
+        "| cell | loop median ms | kit median ms | kit/loop | per round | "
+        "loop last/first | CV max | checked |"
+    )
+    print("|---|---:|---:|---:|---|---:|---:|---|")
     checked = within = 0
     for row in rows:
         steady = row["cv_max"] < 0.10
@@ -232,12 +256,16 @@ def _report(runs: list[dict[str, Any]], out: Path) -> None:
         within += steady and ok
         rounds = " ".join(f"{r:.3f}" for r in row["per_round"])
         mark = ("ok" if ok else "OUT") if steady else "cv>=10%"
+        drift = f"{row['loop_drift']:.3f}" if row["loop_drift"] is not None else "-"
         print(
             f"| {row['cell']} | {row['loop_median_ms']:.4f} | {row['kit_median_ms']:.4f} | "
-            f"{row['ratio']:.3f} | {rounds} | {row['cv_max']:.3f} | {mark} |"
+            f"{row['ratio']:.3f} | {rounds} | {drift} | {row['cv_max']:.3f} | {mark} |"
         )
     print()
     print(f"cells with CV < 10%: {checked}; medians within 5%: {within} of {checked}")
+    _spread("kit/loop", [r["ratio"] for r in rows])
+    _spread("loop last/first (the host's drift, no harness difference)",
+            [r["loop_drift"] for r in rows if r["loop_drift"] is not None])  # fmt: skip
     if kits and loops:
         kit_wall = statistics.mean(k["wall_s"] for k in kits)
         loop_wall = statistics.mean(lo["wall_s"] for lo in loops)

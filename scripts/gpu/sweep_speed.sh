@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Sweep speed (issue 13) on the H200, in ONE device call of at most 9.5 minutes.
 # Run from the repository root:  OUT=/some/dir bash scripts/gpu/sweep_speed.sh
-# The interleaved pairs need the whole call: on the H200 (2026-12-02) a loop run took 113-117 s
-# and a kit run 132 s before parking, so give the sweep WALL_DEADLINE=500 BUDGET=520 and run the
-# overhead benches (overhead.py, overhead_parts.py) in a call of their own.
+# On the H200 (2026-12-02) a loop run took 113-117 s and a kit run 132 s before parking: the two
+# interleaved pairs take about 400 s, the benches after them about 130 s (BUDGET, default 560).
 # 1. the 54-cell TR126 phase-2-dynamic selection (gpt2-25m/50m/100m, eager + compiled), run
-#    loop, kit, loop, kit, then kit --park-max 0 (kitsep) as the deadline allows (scripts/bench/sweep_wall.py:
+#    loop, kit, loop, kit (SEQ=...,kitsep adds kit --park-max 0) as the deadline allows (scripts/bench/sweep_wall.py:
 #    walls, kit/loop, medians side by side);
 # 2. the compiled (reduce-overhead, dynamic) sub-ms overhead bench, gpt2-25m, prefill of 1 to 64
 #    tokens (kit/bare with per-round spreads), the same split into its parts, and kv_decode
@@ -35,7 +34,7 @@ timeout 120 python -m kit models prepare gpt2-25m gpt2-50m gpt2-100m --weights r
 
 log "sweep wall: loop, kit, loop, kit ($SEL)"
 timeout 460 python scripts/bench/sweep_wall.py --matrix tr126 --select "$SEL" --weights random \
-  --sequence "${SEQ:-loop,kit,loop,kit,kitsep}" --deadline-s ${WALL_DEADLINE:-440} --out "$WORK/wall" $WALL_DEVICE $EXTRA
+  --sequence "${SEQ:-loop,kit,loop,kit}" --deadline-s ${WALL_DEADLINE:-420} --out "$WORK/wall" $WALL_DEVICE $EXTRA
 log "sweep wall exit $?"
 for d in "$WORK"/wall/kit-* "$WORK"/wall/kitnp-* "$WORK"/wall/kitsep-*; do
   [ -d "$d" ] || continue
@@ -45,19 +44,19 @@ for d in "$WORK"/wall/kit-* "$WORK"/wall/kitnp-* "$WORK"/wall/kitsep-*; do
   grep -h '"event":"phase"' "$d/journal.jsonl" | grep -o '"phase":"\(load\|compile\)","cell":[^,]*,"t0_ns":[0-9]*,"t1_ns":[0-9]*,"ms":[0-9.]*' | sed 's/"t0_ns":[0-9]*,"t1_ns":[0-9]*,//' | head -n 20
 done
 
-REMAIN=$(( ${BUDGET:-545} - ($(date +%s) - T0) ))
+REMAIN=$(( ${BUDGET:-560} - ($(date +%s) - T0) ))
 log "compiled overhead bench (prefill 1..64 tokens), ${REMAIN}s left"
 if [ "$REMAIN" -gt 60 ]; then
   timeout $(( REMAIN - 35 )) python scripts/bench/overhead.py --model gpt2-25m --device "$DEVICE" \
     --backend compiled --token-lens 1,4,16,64 --rounds 10 --chunk 20
 fi
-REMAIN=$(( ${BUDGET:-545} - ($(date +%s) - T0) ))
+REMAIN=$(( ${BUDGET:-560} - ($(date +%s) - T0) ))
 log "compiled prefill overhead by parts (scripts/bench/overhead_parts.py), ${REMAIN}s left"
 if [ "$REMAIN" -gt 60 ]; then
   timeout $(( REMAIN - 40 )) python scripts/bench/overhead_parts.py --model gpt2-25m --device "$DEVICE" \
     --token-lens 1,16 --rounds 10 --chunk 20
 fi
-REMAIN=$(( ${BUDGET:-545} - ($(date +%s) - T0) ))
+REMAIN=$(( ${BUDGET:-560} - ($(date +%s) - T0) ))
 log "compiled (mode default: reduce-overhead decode raises TR126's CUDAGraphs error) kv_decode per-token steps, ${REMAIN}s left"
 if [ "$REMAIN" -gt 30 ]; then
   timeout $(( REMAIN - 10 )) python scripts/bench/overhead.py --model gpt2-25m --device "$DEVICE" \
