@@ -68,8 +68,18 @@ case "$PHASE" in
     kit_run tr126-baseline 210 tr126 \
       "group=phase2-baseline,model=gpt2-25m,mode=kv_decode,scenario=single_micro|single_short|single_medium"
     ;;
+  tr126-baseline-a)  # the rest of phase-2 baseline, GPT-2, split to fit calls (kit merge joins them)
+    kit_run tr126-baseline-prefill 200 tr126 "group=phase2-baseline,model=gpt2-*,mode=prefill"
+    kit_run tr126-baseline-eager-decode "${LIMIT_B:-320}" tr126 \
+      "group=phase2-baseline,model=gpt2-25m|gpt2-50m|gpt2-100m,dtype=fp32,backend=transformers-eager,mode=kv_decode|e2e_kv"
+    ;;
+  tr126-baseline-b)  # fp16 eager decode; then v4A gpt2-50m (token_len 8|128)
+    kit_run tr126-baseline-fp16-decode 160 tr126 \
+      "group=phase2-baseline,model=gpt2-100m,dtype=fp16,backend=transformers-eager,mode=kv_decode|e2e_kv"
+    kit_run tr147-v4a-50m "${LIMIT_B:-300}" tr147 "group=v4a-*,model=gpt2-50m,token_len=8|128" --reps 30
+    ;;
   *)
-    echo "usage: $0 tr147-v1|tr147-v4a|tr126" >&2
+    echo "usage: $0 tr147-v1|tr147-v4a|tr126|tr126-baseline-a|tr126-baseline-b" >&2
     exit 2
     ;;
 esac
