@@ -139,3 +139,58 @@ def test_missing_cells_make_an_incomplete_run_and_bad_inputs_are_refused(tmp_pat
     assert json.loads((tmp_path / "y" / "run.json").read_text())["merged"]["forced_differences"]
     assert kit("merge", str(a.path), "--out", str(merged)).returncode == 1  # not empty
     assert "not a run directory" in kit("merge", str(tmp_path), "--out", str(tmp_path / "z")).stderr
+
+
+def test_bundles_merge_after_verification_and_later_wins_is_explicit(tmp_path: Path) -> None:
+    """The GPU campaign brings back bundles, not run directories: `kit merge` takes them,
+    verifies each first, and keeps the raw records; a cell finished twice needs --later-wins."""
+    early = make_run_dir(tmp_path / "early", n_cells=3, statuses=["ok", "ok", "not_run"],
+                         finished=False, base_latency_ms=2.0)  # fmt: skip
+    late = make_run_dir(tmp_path / "late", n_cells=3, statuses=["not_run", "ok", "ok"],
+                        finished=False, base_latency_ms=5.0, seed=1)  # fmt: skip
+    for run, stamp in ((early, "2026-12-01T10:00:00+00:00"), (late, "2026-12-02T10:00:00+00:00")):
+        record = json.loads((run.path / "run.json").read_text())
+        record["created_utc"] = stamp
+        (run.path / "run.json").write_text(json.dumps(record))
+    gate = {"matrix": "tr126", "checks": [], "passed": 0}
+    (early.path / "env" / "gate-tr126.json").write_text(json.dumps(gate))
+    bundles = []
+    for run in (late, early):  # given out of order: merged chronologically
+        bundle = tmp_path / f"{run.path.name}.tar.gz"
+        built = kit("bundle", str(run.path), "-o", str(bundle), "--no-plots")
+        assert built.returncode == 0, built.stderr
+        bundles.append(bundle)
+
+    refused = kit("merge", *map(str, bundles), "--out", str(tmp_path / "m1"))
+    assert refused.returncode == 1 and "--later-wins" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    merged = tmp_path / "merged"
+    proc = kit("merge", *map(str, bundles), "--out", str(merged), "--later-wins")
+    assert proc.returncode == 0, proc.stderr
+    assert "cells: 3 ok (of 3)" in proc.stdout
+    header = json.loads((merged / "run.json").read_text())["merged"]
+    assert [i["task"] for i in header["inputs"]] == ["early", "late"]
+    assert header["inputs"][0]["path"] == str(bundles[1])
+    assert header["inputs"][0]["bundle"]["content_hash"].startswith("sha256:")
+    middle = early.cells[1]["id"]
+    assert header["replaced_results"] == [{"cell": middle, "kept": "late", "kept_status": "ok",
+                                           "dropped": "early", "dropped_status": "ok"}]  # fmt: skip
+    finals = {str(f["cell"]): f["task"] for f in _lines(merged / "cells.jsonl")}
+    assert finals[middle] == "late"
+    # The replaced result's events are gone from the merged journal (they stay under tasks/).
+    events = _lines(merged / "journal.jsonl")
+    assert {e["task"] for e in events if e.get("cell") == middle and "task" in e} == {"late"}
+    assert json.loads((merged / "env" / "gate-tr126.json").read_text()) == gate
+    rebundled = tmp_path / "merged.tar.gz"
+    assert kit("bundle", str(merged), "-o", str(rebundled), "--no-plots").returncode == 0
+    assert kit("verify", str(rebundled)).returncode == 0
+
+    # A bundle that fails verification is not merged.
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(bundles[0].read_bytes()[:-200])
+    broken = kit("merge", str(bad), str(bundles[1]), "--out", str(tmp_path / "m2"))
+    assert broken.returncode == 1 and "fails verification" in broken.stderr, broken.stderr
+    assert not (tmp_path / "m2").exists()
+    missing = kit("merge", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "m3"))
+    assert missing.returncode == 1 and "not a run directory or bundle" in missing.stderr

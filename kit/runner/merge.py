@@ -45,6 +45,8 @@ class MergeInput:
     name: str
     path: Path
     run: dict[str, Any]
+    # A bundle the run directory was rebuilt from (`from_bundle`): its path and content hash.
+    origin: dict[str, Any] | None = None
 
     @classmethod
     def open(cls, path: Path, name: str) -> MergeInput:
@@ -120,19 +122,30 @@ def check_compatible(inputs: list[MergeInput], force: bool) -> list[str]:
     return differences
 
 
-def final_owner(inputs: list[MergeInput]) -> dict[str, tuple[int, dict[str, Any]]]:
-    """cell id -> (index of the input that finished it, its final record); two inputs with
-    a final result for one cell are refused (which one is right is not the kit's to guess)."""
+def final_owner(
+    inputs: list[MergeInput], later_wins: bool = False, replaced: list[dict[str, Any]] | None = None
+) -> dict[str, tuple[int, dict[str, Any]]]:
+    """cell id -> (index of the input that finished it, its final record). Two inputs with a
+    final result for one cell are refused (which one is right is not the kit's to guess),
+    unless `later_wins`: then the later input's result is kept and each replaced one is
+    appended to `replaced` (recorded in run.json; its files stay under tasks/)."""
     owner: dict[str, tuple[int, dict[str, Any]]] = {}
     for i, source in enumerate(inputs):
         for cell, rec in source.final_records().items():
             if cell in owner:
                 j = owner[cell][0]
-                raise KitError(
-                    f"cell {cell} has a final result in both {inputs[j].name} "
-                    f"({owner[cell][1].get('status')}) and {source.name} ({rec.get('status')})",
-                    "merge only one of these runs, or rerun that cell in one of them",
-                )
+                if not later_wins:
+                    raise KitError(
+                        f"cell {cell} has a final result in both {inputs[j].name} "
+                        f"({owner[cell][1].get('status')}) and {source.name} ({rec.get('status')})",
+                        "merge only one of these runs, rerun that cell in one of them, or pass "
+                        "--later-wins to keep the later run's result (recorded in run.json)",
+                    )
+                if replaced is not None:
+                    replaced.append({
+                        "cell": cell, "kept": source.name, "kept_status": rec.get("status"),
+                        "dropped": inputs[j].name, "dropped_status": owner[cell][1].get("status"),
+                    })  # fmt: skip
             owner[cell] = (i, rec)
     return owner
 
@@ -147,6 +160,7 @@ def merge_runs(
     groups_of: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
     argv: tuple[str, ...] = (),
+    later_wins: bool = False,
 ) -> MergeResult:
     """Write the merged run directory `out` (must not hold a run) from `inputs` (in order).
 
@@ -158,7 +172,8 @@ def merge_runs(
     if out.exists() and any(out.iterdir()):
         raise KitError(f"{out} exists and is not empty", "choose a new --out folder")
     differences = check_compatible(inputs, force)
-    owner = final_owner(inputs)
+    replaced: list[dict[str, Any]] = []
+    owner = final_owner(inputs, later_wins, replaced)
     if cells is None:
         seen: dict[str, dict[str, Any]] = {}
         for source in inputs:
@@ -177,7 +192,8 @@ def merge_runs(
     offsets = _offsets(spans)
     _copy_verbatim(inputs, out)
     starts = [span[0] + offsets[i] for i, span in enumerate(spans) if span is not None]
-    dropped = _write_journal(inputs, out, offsets, owner, len(cell_ids), min(starts, default=0))
+    dropped = _write_journal(inputs, out, offsets, owner, len(cell_ids), min(starts, default=0),
+                             {(r["cell"], r["dropped"]) for r in replaced})  # fmt: skip
     _write_cells(inputs, out, owner, cell_ids)
     _write_telemetry(inputs, out, offsets)
     _write_env(inputs, out)
@@ -210,10 +226,12 @@ def merge_runs(
             "missing_groups": missing_groups,
             "forced_differences": differences,
             "dropped_partial_events": dropped,
+            "replaced_results": replaced,
             "inputs": [
                 {
                     "task": s.name,
-                    "path": str(s.path),
+                    "path": str(s.origin["path"]) if s.origin else str(s.path),
+                    **({"bundle": s.origin} if s.origin else {}),
                     "kit_version": s.run.get("kit_version"),
                     "git_commit": s.run.get("git_commit"),
                     "created_utc": s.run.get("created_utc"),
@@ -312,9 +330,11 @@ def _write_journal(
     owner: dict[str, tuple[int, dict[str, Any]]],
     total: int,
     first_t: int,
+    replaced: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
 ) -> int:
     """The merged journal; returns how many events were left out (a cell's events from an
-    input that did not finish it, placed after the input that did: they would reset it)."""
+    input that did not finish it, placed after the input that did: they would reset it; and
+    every event of a result replaced under --later-wins)."""
     dropped = 0
     last_t = first_t
     with (out / "journal.jsonl").open("w", encoding="utf-8") as journal:
@@ -327,7 +347,9 @@ def _write_journal(
         for i, source in enumerate(inputs):
             for event in read_jsonl(source.path / "journal.jsonl"):
                 cell = event.get("cell")
-                if isinstance(cell, str) and cell in owner and owner[cell][0] < i:
+                if isinstance(cell, str) and (
+                    (cell in owner and owner[cell][0] < i) or (cell, source.name) in replaced
+                ):
                     dropped += 1
                     continue
                 merged = _shift(event, offsets[i])
@@ -417,7 +439,9 @@ def _read_env(path: Path) -> dict[str, Any]:
 
 def _write_env(inputs: list[MergeInput], out: Path) -> None:
     """env/host.json and env/gpu.json of the first input; env/nodes/<hash>.json once per
-    node, listing its tasks; each input's process and container records under env/tasks/<task>/."""
+    node, listing its tasks; each input's process and container records under env/tasks/<task>/;
+    `kit gate --record` records (env/gate-<matrix>.json) from the latest input that has one,
+    every input's also under env/tasks/<task>/."""
     env = out / "env"
     env.mkdir(parents=True, exist_ok=True)
     nodes: dict[str, dict[str, Any]] = {}
@@ -445,7 +469,13 @@ def _write_env(inputs: list[MergeInput], out: Path) -> None:
                     "container": _read_env(src_env / "container.json") or None,
                 }
             )
-        own = [*src_env.glob("process-*.json"), src_env / "container.json"]
+        for gate in sorted(src_env.glob("gate-*.json")):
+            shutil.copyfile(gate, env / gate.name)  # inputs are chronological: the latest wins
+        own = [
+            *src_env.glob("process-*.json"),
+            *src_env.glob("gate-*.json"),
+            src_env / "container.json",
+        ]
         for path in sorted(p for p in own if p.is_file()):
             (env / "tasks" / source.name).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, env / "tasks" / source.name / path.name)
