@@ -21,12 +21,14 @@ class Timed:
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for one cell's calls (warmup and timed), after a
-    full collection, as timeit and pyperf do: a collection otherwise lands inside a random timed
-    call (tens of us to ms, against sub-ms compiled calls). Reference counting still frees
-    everything acyclic; the collector is back on (and runs) after the cell."""
+    """Python's cyclic garbage collector off for one cell's calls (warmup and timed), as timeit
+    and pyperf do: a collection otherwise lands inside a random timed call (tens of us to ms,
+    against sub-ms compiled calls). Before it, the young generations are collected (what the
+    previous cell left), not all three: a full collection of a process holding torch, dynamo
+    and a model takes 200-500 ms (0.2-0.5 s per cell on the H200, 20 s of a 54-cell sweep).
+    Reference counting still frees everything acyclic; the collector is back on after."""
     was = gc.isenabled()
-    gc.collect()
+    gc.collect(1)
     gc.disable()
     try:
         yield
