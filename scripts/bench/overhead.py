@@ -33,6 +33,28 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
+def kit_chunk_median(
+    backend: Any, cell: dict[str, Any], ids: list[list[int]], sink: Any, chunk: int, phase: str
+) -> float:
+    """`chunk` repetitions the harness's way (backend.call -> Timer.measure -> a sample event,
+    the collector paused as run_cell pauses it); their median latency_ms."""
+    from kit.harness.timing import gc_paused
+
+    lat = []
+    with gc_paused():
+        for rep in range(chunk):
+            call = backend.call(cell, ids, rep)
+            timed = backend.timer.measure(call.run, call.setup())
+            sink.emit(
+                "sample", cell=cell["id"], phase=phase, rep=rep, warmup=False,
+                latency_ms=timed.latency_ms, cuda_event_ms=timed.cuda_event_ms,
+                tokens_in=len(ids[0]), tokens_out=min(call.count(timed.result)),
+                t0_ns=timed.t0_ns, t1_ns=timed.t1_ns, status="ok", flags=[],
+            )  # fmt: skip
+            lat.append(timed.latency_ms)
+    return statistics.median(lat)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -58,7 +80,6 @@ def main() -> int:
         return run_table(args)
     from kit.harness.backends.transformers_backend import TransformersBackend
     from kit.harness.events import Emitter
-    from kit.harness.timing import gc_paused
     from kit.matrix import load_matrix, parse_selection, select_cells
     from kit.models.prepare import prepare
     from kit.models.tokenizer import exact_length_ids
@@ -86,28 +107,7 @@ def main() -> int:
     cell_dict = cell.to_dict()
 
     def kit_chunk() -> float:
-        lat = []
-        with gc_paused():  # as the harness's run_cell does for a cell's calls
-            for rep in range(args.chunk):
-                call = backend.call(cell_dict, ids, rep)
-                timed = timer.measure(call.run, call.setup())
-                sink.emit(
-                    "sample",
-                    cell=cell_dict["id"],
-                    phase="prefill",
-                    rep=rep,
-                    warmup=False,
-                    latency_ms=timed.latency_ms,
-                    cuda_event_ms=timed.cuda_event_ms,
-                    tokens_in=len(ids[0]),
-                    tokens_out=min(call.count(timed.result)),
-                    t0_ns=timed.t0_ns,
-                    t1_ns=timed.t1_ns,
-                    status="ok",
-                    flags=[],
-                )
-                lat.append(timed.latency_ms)
-        return statistics.median(lat)
+        return kit_chunk_median(backend, cell_dict, ids, sink, args.chunk, "prefill")
 
     def bare_chunk() -> float:
         lat = []
@@ -154,7 +154,6 @@ def run_table(args: argparse.Namespace) -> int:
     decode, the argmax that picks the next token), synchronized, with perf_counter."""
     from kit.harness.backends.transformers_backend import TransformersBackend
     from kit.harness.events import Emitter
-    from kit.harness.timing import gc_paused
     from kit.matrix import load_matrix, parse_selection, select_cells
     from kit.models.prepare import prepare
     from kit.models.tokenizer import exact_length_ids
@@ -211,28 +210,7 @@ def run_table(args: argparse.Namespace) -> int:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
 
         def kit_chunk() -> float:
-            lat = []
-            with gc_paused():  # as the harness's run_cell does for a cell's calls
-                for rep in range(args.chunk):
-                    call = backend.call(cell_dict, ids, rep)
-                    timed = timer.measure(call.run, call.setup())
-                    sink.emit(
-                        "sample",
-                        cell=cell_dict["id"],
-                        phase=args.mode,
-                        rep=rep,
-                        warmup=False,
-                        latency_ms=timed.latency_ms,
-                        cuda_event_ms=timed.cuda_event_ms,
-                        tokens_in=n,
-                        tokens_out=min(call.count(timed.result)),
-                        t0_ns=timed.t0_ns,
-                        t1_ns=timed.t1_ns,
-                        status="ok",
-                        flags=[],
-                    )
-                    lat.append(timed.latency_ms)
-            return statistics.median(lat)
+            return kit_chunk_median(backend, cell_dict, ids, sink, args.chunk, args.mode)
 
         def forward(**kw: object) -> object:
             return model(use_cache=True, **kw)
