@@ -16,11 +16,14 @@ import traceback
 from typing import Any
 
 from kit.harness.events import Emitter
+from kit.harness.group import _hooked, _recover, _test_hook, device_fatal
 
 
 def precompile_group(backend_cls: type | None, spec: dict[str, Any], out: Emitter) -> int:
-    """Returns 0 when every cell's shapes compiled, 3 after an error (the measuring process
-    then compiles what is missing itself)."""
+    """Returns 0 when every cell's shapes compiled, 3 after any error (the measuring process
+    then compiles what is missing itself). A cell whose first call raises is recorded (its
+    `precompile` phase has `error`) and the next cells still compile, unless the error is a
+    fatal device error."""
     if backend_cls is None:
         out.log("precompile: backend unavailable", level="warning")
         return 3
@@ -45,22 +48,39 @@ def precompile_group(backend_cls: type | None, spec: dict[str, Any], out: Emitte
     except Exception as err:
         out.log(f"precompile: load failed: {type(err).__name__}: {err}", level="error")
         return 3
+    failed = 0
     for cell in spec["cells"]:
         ids = spec["prompts"][cell["id"]]
         if backend.skip_reason(cell):
             continue
+        before = backend.compile_counters()
+        t0 = time.monotonic_ns()
         try:
-            before = backend.compile_counters()
             call = backend.call(cell, ids, -1)
-            timed = backend.timer.measure(call.run, call.setup())
-            after = backend.compile_counters()
+            hook = _test_hook(cell)  # tests: a compile call that fails (repetition -1)
+            run = _hooked(call.run, -1, hook) if hook else call.run
+            timed = backend.timer.measure(run, call.setup())
         except Exception as err:
             out.log(traceback.format_exc(), level="error")
-            out.log(
-                f"precompile stopped at cell {cell['id']}: {type(err).__name__}: {err}",
-                level="warning",
-            )
-            return 3
+            now = time.monotonic_ns()
+            after = backend.compile_counters()
+            delta = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
+            delta["error"] = f"{type(err).__name__}: {err}".strip()[:300]
+            out.emit("phase", phase="precompile", cell=cell["id"], t0_ns=t0, t1_ns=now,
+                     ms=(now - t0) / 1e6, detail=delta)  # fmt: skip
+            failed += 1
+            if device_fatal(err):  # a poisoned CUDA context compiles nothing more
+                out.log(
+                    f"precompile stopped at cell {cell['id']}: {delta['error']}", level="warning"
+                )
+                return 3
+            # The graphs compiled before the error are in the cache; the cells after it
+            # still compile ahead (the measuring process meets the same error in its turn).
+            out.log(f"precompile: cell {cell['id']} failed, going on: {delta['error']}",
+                    level="warning")  # fmt: skip
+            _recover(backend)
+            continue
+        after = backend.compile_counters()
         delta = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
         out.emit(
             "phase",
@@ -71,7 +91,7 @@ def precompile_group(backend_cls: type | None, spec: dict[str, Any], out: Emitte
             ms=timed.latency_ms,
             detail=delta,
         )
-    return 0
+    return 3 if failed else 0
 
 
 def cache_dirs() -> dict[str, str | None]:
