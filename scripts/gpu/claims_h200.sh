@@ -73,13 +73,20 @@ case "$PHASE" in
     kit_run tr126-baseline-eager-decode "${LIMIT_B:-320}" tr126 \
       "group=phase2-baseline,model=gpt2-25m|gpt2-50m|gpt2-100m,dtype=fp32,backend=transformers-eager,mode=kv_decode|e2e_kv"
     ;;
-  tr126-baseline-b)  # fp16 eager decode; then v4A gpt2-50m (token_len 8|128)
-    kit_run tr126-baseline-fp16-decode 160 tr126 \
+  tr126-baseline-b)  # run by hand on 2026-12-02: fp16 eager decode (18 cells, about 200 s)
+    kit_run tr126-baseline-fp16-decode 240 tr126 \
       "group=phase2-baseline,model=gpt2-100m,dtype=fp16,backend=transformers-eager,mode=kv_decode|e2e_kv"
-    kit_run tr147-v4a-50m "${LIMIT_B:-300}" tr147 "group=v4a-*,model=gpt2-50m,token_len=8|128" --reps 30
+    ;;
+  tr126-baseline-c)  # compiled reduce-overhead decode, not yet run: 48 of the 66 cells left (each
+    # crashes at its first timed call and costs a fresh process, about 14 s: ~11 min; LIMIT_B)
+    kit_run tr126-baseline-compiled-decode "${LIMIT_B:-540}" tr126 \
+      "group=phase2-baseline,model=gpt2-50m|gpt2-100m,backend=transformers-compile,mode=kv_decode|e2e_kv"
+    ;;
+  tr147-v4a-b)  # v4A gpt2-50m, token_len 8|128 (16 cells)
+    kit_run tr147-v4a-50m "${LIMIT_B:-480}" tr147 "group=v4a-*,model=gpt2-50m,token_len=8|128" --reps 30
     ;;
   *)
-    echo "usage: $0 tr147-v1|tr147-v4a|tr126|tr126-baseline-a|tr126-baseline-b" >&2
+    echo "usage: $0 tr147-v1|tr147-v4a|tr147-v4a-b|tr126|tr126-baseline-a|tr126-baseline-b|tr126-baseline-c" >&2
     exit 2
     ;;
 esac
