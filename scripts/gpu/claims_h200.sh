@@ -39,6 +39,7 @@ WORK="$(mktemp -d /tmp/kit-claims-XXXX)"
 mkdir -p "$OUT"
 
 runs=()
+declare -A claims_of=()  # run name -> a claims file, for a matrix without built-in claims
 kit_run() {  # NAME LIMIT_S MATRIX SELECT [EXTRA...]
   local name="$1" limit="$2" matrix="$3" select="$4"
   shift 4
@@ -82,11 +83,20 @@ case "$PHASE" in
     kit_run tr126-baseline-compiled-decode "${LIMIT_B:-540}" tr126 \
       "group=phase2-baseline,model=gpt2-50m|gpt2-100m,backend=transformers-compile,mode=kv_decode|e2e_kv"
     ;;
+  tr126-decode-crash)  # compiled decode of gpt2-50m/100m on one scenario (6 cells, ~2 min):
+    # claim tr126-p2-baseline-decode-equal then has side A for every key (gpt2-25m has all 30)
+    kit_run tr126-compiled-decode-micro "${LIMIT_B:-200}" tr126 \
+      "group=phase2-baseline,model=gpt2-50m|gpt2-100m,backend=transformers-compile,mode=kv_decode,scenario=single_micro"
+    ;;
+  tr121)  # TR121's gpt2-5m vs gpt2-25m decode inversion (4 cells, under a minute); claims of tr126
+    kit_run tr121-inversion "${LIMIT_B:-150}" scripts/gpu/matrices/tr121-inversion.yaml "group=decode-inversion"
+    claims_of[tr121-inversion]=kit/matrix/builtin/claims/tr126.yaml
+    ;;
   tr147-v4a-b)  # v4A gpt2-50m, token_len 8|128 (16 cells)
     kit_run tr147-v4a-50m "${LIMIT_B:-480}" tr147 "group=v4a-*,model=gpt2-50m,token_len=8|128" --reps 30
     ;;
   *)
-    echo "usage: $0 tr147-v1|tr147-v4a|tr147-v4a-b|tr126|tr126-baseline-a|tr126-baseline-b|tr126-baseline-c" >&2
+    echo "usage: $0 tr147-v1|tr147-v4a|tr147-v4a-b|tr126|tr126-baseline-a|tr126-baseline-b|tr126-baseline-c|tr126-decode-crash|tr121" >&2
     exit 2
     ;;
 esac
@@ -99,9 +109,10 @@ for name in "${runs[@]}"; do
   timeout 120 $PY -m kit bundle "$WORK/$name" -o "$WORK/$name.tar.gz" >>"$WORK/run.log" 2>&1 \
     || echo "!! bundle of $name failed" | tee -a "$WORK/claims.txt"
   timeout 60 $PY -m kit verify "$WORK/$name.tar.gz" >>"$WORK/claims.txt" 2>&1
-  timeout 120 $PY -m kit claims "$WORK/$name.tar.gz" >>"$WORK/claims.txt" 2>&1
+  cl=(); [[ -n "${claims_of[$name]:-}" ]] && cl=(--claims "${claims_of[$name]}")
+  timeout 120 $PY -m kit claims "$WORK/$name.tar.gz" "${cl[@]}" >>"$WORK/claims.txt" 2>&1
   echo >>"$WORK/claims.txt"
-  timeout 120 $PY -m kit claims "$WORK/$name.tar.gz" --json >>"$WORK/claims.json" 2>>"$WORK/run.log"
+  timeout 120 $PY -m kit claims "$WORK/$name.tar.gz" "${cl[@]}" --json >>"$WORK/claims.json" 2>>"$WORK/run.log"
   timeout 60 $PY -m kit summarize "$WORK/$name" >>"$WORK/run.log" 2>&1
   files+=("$name.tar.gz")
 done
