@@ -127,7 +127,10 @@ def test_missing_cells_make_an_incomplete_run_and_bad_inputs_are_refused(tmp_pat
     record = json.loads(run_json.read_text())
     record["matrix"]["sha256"] = "0" * 64
     record["kit_version"] = "9.9.9"
+    record["created_utc"] = "2999-01-01T00:00:00+00:00"  # the latest input
     run_json.write_text(json.dumps(record))
+    newer_source = (other.path / "matrix" / "source.yaml").read_text() + "# changed later\n"
+    (other.path / "matrix" / "source.yaml").write_text(newer_source)
     refused = kit("merge", str(a.path), str(other.path), "--out", str(tmp_path / "x"))
     assert (
         refused.returncode == 1
@@ -137,6 +140,17 @@ def test_missing_cells_make_an_incomplete_run_and_bad_inputs_are_refused(tmp_pat
     forced = kit("merge", str(a.path), str(other.path), "--out", str(tmp_path / "y"), "--force")
     assert forced.returncode == 0, forced.stderr
     assert json.loads((tmp_path / "y" / "run.json").read_text())["merged"]["forced_differences"]
+    # A forced merge describes the matrix by its newest definition, in either argument order.
+    for out, order in (("y", (a.path, other.path)), ("y2", (other.path, a.path))):
+        if out == "y2":
+            assert (
+                kit("merge", *map(str, order), "--out", str(tmp_path / out), "--force").returncode
+                == 0
+            )
+        header = json.loads((tmp_path / out / "run.json").read_text())
+        assert header["matrix"]["sha256"] == "0" * 64
+        assert header["merged"]["matrix_from"] == "other"
+        assert (tmp_path / out / "matrix" / "source.yaml").read_text() == newer_source
     assert kit("merge", str(a.path), "--out", str(merged)).returncode == 1  # not empty
     assert "not a run directory" in kit("merge", str(tmp_path), "--out", str(tmp_path / "z")).stderr
 

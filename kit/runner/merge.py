@@ -122,6 +122,17 @@ def check_compatible(inputs: list[MergeInput], force: bool) -> list[str]:
     return differences
 
 
+def latest_input(inputs: list[MergeInput]) -> MergeInput:
+    """The input created last (run.json created_utc; on a tie or without one, the later
+    given). Its matrix is the merged run's: a forced merge of a matrix that changed between
+    calls is described by the newest definition."""
+    best = inputs[0]
+    for source in inputs[1:]:
+        if str(source.run.get("created_utc") or "") >= str(best.run.get("created_utc") or ""):
+            best = source
+    return best
+
+
 def final_owner(
     inputs: list[MergeInput], later_wins: bool = False, replaced: list[dict[str, Any]] | None = None
 ) -> dict[str, tuple[int, dict[str, Any]]]:
@@ -174,10 +185,11 @@ def merge_runs(
     differences = check_compatible(inputs, force)
     replaced: list[dict[str, Any]] = []
     owner = final_owner(inputs, later_wins, replaced)
+    latest = latest_input(inputs)
     if cells is None:
         seen: dict[str, dict[str, Any]] = {}
-        for source in inputs:
-            for cell in source.cells():
+        for source in [latest, *(s for s in inputs if s is not latest)]:
+            for cell in source.cells():  # a cell defined by several inputs: the latest's
                 seen.setdefault(str(cell.get("id")), cell)
         order = [cid for source in inputs for cid in _cell_order(source)]
         cell_ids = list(dict.fromkeys(order + list(seen)))
@@ -185,7 +197,8 @@ def merge_runs(
     assert cell_ids is not None
     out.mkdir(parents=True, exist_ok=True)
     (out / "matrix").mkdir()
-    shutil.copyfile(inputs[0].path / "matrix" / "source.yaml", out / "matrix" / "source.yaml")
+    # The matrix of the latest input (the same file for all unless --force let them differ)
+    shutil.copyfile(latest.path / "matrix" / "source.yaml", out / "matrix" / "source.yaml")
     write_json_atomic(out / "matrix" / "cells.json", cells)
 
     spans = [_clock_span(s.path) for s in inputs]
@@ -213,9 +226,10 @@ def merge_runs(
         "git_dirty": first.get("git_dirty"),
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": list(argv),
+        "matrix": latest.run.get("matrix"),
         **{
             k: first.get(k)
-            for k in ("matrix", "selection", "overrides", "runner", "device", "order", "order_seed")
+            for k in ("selection", "overrides", "runner", "device", "order", "order_seed")
         },
         "settings": first.get("settings", {}),
         "cell_ids": cell_ids,
@@ -225,6 +239,7 @@ def merge_runs(
             "missing_cells": missing,
             "missing_groups": missing_groups,
             "forced_differences": differences,
+            "matrix_from": latest.name,
             "dropped_partial_events": dropped,
             "replaced_results": replaced,
             "inputs": [
