@@ -35,3 +35,23 @@ def test_committed_h100_bundle_verifies_and_reports(
     assert "- device: cuda (as the matrix says; cells: " in header
     if "baseline" in name:
         assert "CUDAGraphs" in report  # the compiled decode crashes are listed with their reason
+
+
+CLAIMS_FILES = sorted(p.name for p in VALIDATION.glob("h200-*.claims.txt"))
+OTHER_CLAIMS = {  # a run of a matrix without built-in claims: the claims file it was judged by
+    "h200-tr121-inversion": "kit/matrix/builtin/claims/tr126.yaml",
+}
+
+
+@pytest.mark.parametrize("name", CLAIMS_FILES)
+def test_committed_h200_claims_regenerate_byte_for_byte(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each committed `kit claims` table is what the current kit prints from its bundle alone
+    (the reviewer's check): a change to the claims engine that moves a verdict fails here."""
+    stem = name.removesuffix(".claims.txt")
+    argv = ["claims", str(VALIDATION / f"{stem}.tar.gz")]
+    if stem in OTHER_CLAIMS:
+        argv += ["--claims", str(VALIDATION.parent.parent / OTHER_CLAIMS[stem])]
+    main(argv)
+    assert capsys.readouterr().out == (VALIDATION / name).read_text()
