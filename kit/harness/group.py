@@ -53,7 +53,7 @@ DEVICE_FATAL_MARKERS = ("illegal memory access", "device-side assert", "unspecif
 TEST_HOOK_ENV = "KIT_TEST_CALL_HOOK"
 
 
-def _test_hook(cell: dict[str, Any]) -> dict[str, Any]:
+def hook_settings(cell: dict[str, Any]) -> dict[str, Any]:
     """The test hook's settings for this cell (empty when unset or for another mode)."""
     text = os.environ.get(TEST_HOOK_ENV)
     if not text:
@@ -67,7 +67,7 @@ def _test_hook(cell: dict[str, Any]) -> dict[str, Any]:
     return dict(hook)
 
 
-def _hooked(run: Any, rep: int, hook: dict[str, Any]) -> Any:
+def hooked_run(run: Any, rep: int, hook: dict[str, Any]) -> Any:
     """`run` wrapped by the test hook for repetition `rep` (the same `run` when not hooked)."""
     if rep in hook.get("fail", ()) or rep in hook.get("fatal", ()):
         fatal = rep in hook.get("fatal", ())
@@ -171,44 +171,59 @@ def _concurrent(backend: Backend, call: Any, concurrency: int) -> Timed:
     return max(timed, key=lambda t: t.latency_ms)
 
 
+def first_call(
+    backend: Backend, cell: dict[str, Any], prompt_ids: list[list[int]], hooked: bool = False
+) -> tuple[Timed, dict[str, Any], Exception | None]:
+    """The cell's first call after torch.compile (repetition -1), which compiles its shapes:
+    (its timing, the compiler counters' delta, the error it raised or None). `hooked`: the
+    test hook may fail it (the separate precompile's calls only). The call's construction
+    and setup raise as they are; an error of the call itself is returned, with its message
+    in the delta's `error`."""
+    before = backend.compile_counters()
+    call = backend.call(cell, prompt_ids, -1)
+    hook = hook_settings(cell) if hooked else {}
+    run = hooked_run(call.run, -1, hook) if hook else call.run
+    state = call.setup()
+    t0_ns = time.monotonic_ns()
+    error: Exception | None = None
+    try:
+        timed = backend.timer.measure(run, state)
+    except Exception as err:
+        now = time.monotonic_ns()
+        timed, error = Timed((now - t0_ns) / 1e6, None, t0_ns, now, None), err
+    after = backend.compile_counters()
+    delta: dict[str, Any] = {
+        k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)
+    }
+    if error is not None:
+        delta["error"] = f"{type(error).__name__}: {error}".strip()[:300]
+    return timed, delta, error
+
+
 def compile_call(
     backend: Backend, cell: dict[str, Any], prompt_ids: list[list[int]], out: Emitter
 ) -> dict[str, Any]:
     """The first call after torch.compile for this cell's shapes: the compile phase, reported
     on its own (a `phase` event), never a warmup sample. Returns the compiler counters' delta;
     raises what the call raised unless the cell keeps going (on_error: continue, not fatal)."""
-    compile_delta: dict[str, Any] = {}
-    cid = cell["id"]
-    before = backend.compile_counters()
-    call = backend.call(cell, prompt_ids, -1)
-    state = call.setup()
-    t0_ns = time.monotonic_ns()
-    try:
-        timed = backend.timer.measure(call.run, state)
-    except Exception as err:
+    timed, delta, error = first_call(backend, cell, prompt_ids)
+    if error is not None:
         # Under on_error: continue the compile call's error is logged and the timed calls
         # go on (each failing one is an error sample); otherwise the cell crashes.
-        if cell.get("on_error", "stop") != "continue" or device_fatal(err):
-            raise
-        out.log(traceback.format_exc(), level="error")
-        _recover(backend)
-        now = time.monotonic_ns()
-        timed = Timed((now - t0_ns) / 1e6, None, t0_ns, now, None)
-        compile_delta["error"] = f"{type(err).__name__}: {err}".strip()[:300]
-    after = backend.compile_counters()
-    compile_delta.update(
-        {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
-    )
+        if cell.get("on_error", "stop") != "continue" or device_fatal(error):
+            raise error
+        out.log("".join(traceback.format_exception(error)), level="error")
+        recover(backend)
     out.emit(
         "phase",
         phase="compile",
-        cell=cid,
+        cell=cell["id"],
         t0_ns=timed.t0_ns,
         t1_ns=timed.t1_ns,
         ms=timed.latency_ms,
-        detail=compile_delta,
+        detail=delta,
     )
-    return compile_delta
+    return delta
 
 
 def run_cell(
@@ -239,7 +254,7 @@ def run_cell(
     warmup = int(cell["warmup"])
     total = warmup + int(cell["repetitions"])
     keep_going = cell.get("on_error", "stop") == "continue"
-    hook = _test_hook(cell)
+    hook = hook_settings(cell)
     resume = resume or {}
     errors: list[str] = list(resume.get("errors", []))
     counts.update(resume.get("counts", {}))
@@ -261,7 +276,7 @@ def run_cell(
                 timed_from = backend.compile_counters()
             call = backend.call(cell, prompt_ids, rep)
             if hook:
-                call.run = _hooked(call.run, rep, hook)
+                call.run = hooked_run(call.run, rep, hook)
             t0_ns = time.monotonic_ns()
             try:
                 if int(cell.get("concurrency", 1)) > 1:
@@ -278,7 +293,7 @@ def run_cell(
                     errors.append(message)
                 out.log(traceback.format_exc(), level="error")
                 if not fatal:
-                    _recover(backend)  # a poisoned CUDA context is left alone: the process ends
+                    recover(backend)  # a poisoned CUDA context is left alone: the process ends
                 out.emit(
                     "sample", cell=cid, phase=cell["mode"], rep=rep, warmup=warm, latency_ms=None,
                     cuda_event_ms=None, tokens_in=len(prompt_ids[0]), tokens_out=0,
@@ -492,7 +507,7 @@ def run_group(
                     level="error",
                 )
                 return 3
-            _recover(backend)
+            recover(backend)
     return 0
 
 
@@ -531,11 +546,11 @@ def _compile_ahead(
                 )
                 return 3
             compiled[cell["id"]] = err
-            _recover(backend)
+            recover(backend)
     return 0
 
 
-def _recover(backend: Any) -> None:
+def recover(backend: Any) -> None:
     torch = getattr(backend, "torch", None)
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -16,7 +16,8 @@ import traceback
 from typing import Any
 
 from kit.harness.events import Emitter
-from kit.harness.group import _hooked, _recover, _test_hook, device_fatal
+from kit.harness.group import device_fatal, first_call, recover
+from kit.harness.timing import Timed
 
 
 def precompile_group(backend_cls: type | None, spec: dict[str, Any], out: Emitter) -> int:
@@ -53,44 +54,26 @@ def precompile_group(backend_cls: type | None, spec: dict[str, Any], out: Emitte
         ids = spec["prompts"][cell["id"]]
         if backend.skip_reason(cell):
             continue
-        before = backend.compile_counters()
-        t0 = time.monotonic_ns()
-        try:
-            call = backend.call(cell, ids, -1)
-            hook = _test_hook(cell)  # tests: a compile call that fails (repetition -1)
-            run = _hooked(call.run, -1, hook) if hook else call.run
-            timed = backend.timer.measure(run, call.setup())
-        except Exception as err:
-            out.log(traceback.format_exc(), level="error")
+        try:  # tests: the hook may fail a precompile call (repetition -1)
+            timed, delta, error = first_call(backend, cell, ids, hooked=True)
+        except Exception as err:  # the call's construction or setup raised
             now = time.monotonic_ns()
-            after = backend.compile_counters()
-            delta = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
+            timed, delta, error = Timed(0.0, None, now, now, None), {}, err
             delta["error"] = f"{type(err).__name__}: {err}".strip()[:300]
-            out.emit("phase", phase="precompile", cell=cell["id"], t0_ns=t0, t1_ns=now,
-                     ms=(now - t0) / 1e6, detail=delta)  # fmt: skip
-            failed += 1
-            if device_fatal(err):  # a poisoned CUDA context compiles nothing more
-                out.log(
-                    f"precompile stopped at cell {cell['id']}: {delta['error']}", level="warning"
-                )
-                return 3
-            # The graphs compiled before the error are in the cache; the cells after it
-            # still compile ahead (the measuring process meets the same error in its turn).
-            out.log(f"precompile: cell {cell['id']} failed, going on: {delta['error']}",
-                    level="warning")  # fmt: skip
-            _recover(backend)
+        out.emit("phase", phase="precompile", cell=cell["id"], t0_ns=timed.t0_ns,
+                 t1_ns=timed.t1_ns, ms=timed.latency_ms, detail=delta)  # fmt: skip
+        if error is None:
             continue
-        after = backend.compile_counters()
-        delta = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
-        out.emit(
-            "phase",
-            phase="precompile",
-            cell=cell["id"],
-            t0_ns=timed.t0_ns,
-            t1_ns=timed.t1_ns,
-            ms=timed.latency_ms,
-            detail=delta,
-        )
+        out.log("".join(traceback.format_exception(error)), level="error")
+        failed += 1
+        if device_fatal(error):  # a poisoned CUDA context compiles nothing more
+            out.log(f"precompile stopped at cell {cell['id']}: {delta['error']}", level="warning")
+            return 3
+        # The graphs compiled before the error are in the cache; the cells after it still
+        # compile ahead (the measuring process meets the same error in its turn).
+        out.log(f"precompile: cell {cell['id']} failed, going on: {delta['error']}",
+                level="warning")  # fmt: skip
+        recover(backend)
     return 3 if failed else 0
 
 
