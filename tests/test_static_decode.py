@@ -77,3 +77,45 @@ def test_compiled_static_decode_has_one_decode_graph_for_all_steps(tmp_path: Pat
     counters = backend.compile_counters()
     assert counters["frames_total"] == counters["frames_ok"]
     assert counters["unique_graphs"] == 2, counters  # the prefill, and one for the 10 steps
+
+
+def test_a_reused_static_cache_is_reset_between_calls_and_picks_the_same_tokens(
+    tmp_path: Path,
+) -> None:
+    """static_cache: reuse (one StaticCache per shape, reset in each call's setup): the second
+    call on a cache the first one filled decodes the same tokens as a fresh cache; "fresh"
+    (the default) leaves the cell id and group as they were."""
+    fresh = _cell("static", "transformers-eager", None, 8)
+    reuse = fresh.replace(static_cache="reuse")
+    assert "static_cache" not in fresh.fields() and reuse.id != fresh.id
+    assert reuse.group_id() != fresh.group_id()
+    want, _ = _decode_tokens(tmp_path, fresh)
+    cell = reuse.to_dict()
+    spec = {
+        "cells": [cell],
+        "model_dir": str(prepare("gpt2-25m", "random").path),
+        "compile_cache_dir": str(tmp_path / "cache-reuse"),
+    }
+    backend = TransformersBackend(spec)
+    backend.load()
+    ids = [exact_length_ids("gpt2-25m", 7)]
+    caches, picked = [], []
+    select = backend._select
+
+    def recording(logits: Any, c: dict[str, Any], generator: Any) -> Any:
+        token = select(logits, c, generator)
+        picked.append(int(token[0, 0]))
+        return token
+
+    backend._select = recording  # type: ignore[method-assign]
+    for rep in range(2):
+        picked.clear()
+        call = backend.call(cell, ids, rep)
+        state = call.setup()
+        caches.append(state[0])
+        # after the setup's prefill of 7 tokens, the positions past it are empty: the first
+        # call's decode steps were wiped by the reset
+        assert float(state[0].layers[0].keys[:, :, 7:, :].abs().sum()) == 0.0
+        assert call.run(state) == 8
+        assert picked == want, f"call {rep}"
+    assert caches[0] is caches[1]  # one cache object, reset in the second call's setup

@@ -64,6 +64,11 @@ class Cell:
     # "continue": a failing call is an `error` sample and the cell goes on (TR147 v4A). Left
     # out of fields() (and so of the id) when "stop", so that older cells keep their ids.
     on_error: str = "stop"
+    # StaticCache per call: "fresh" (a new one in each call's setup) or "reuse" (one per
+    # batch and length in the process, reset in each call's setup, as transformers' generate
+    # keeps one for torch.compile: its tensors are marked static addresses, which CUDA
+    # graphs record once). Left out of fields() and the group key when "fresh".
+    static_cache: str = "fresh"
     # Adaptive repetitions (kit run --until-ci PCT --max-reps N): keep measuring past
     # `repetitions` until the median's 95% CI half-width is under PCT percent of the median,
     # up to `max_reps` timed calls. Left out of fields() when unset.
@@ -79,6 +84,8 @@ class Cell:
         fields = dataclasses.asdict(self)
         if fields["on_error"] == "stop":
             del fields["on_error"]
+        if fields["static_cache"] == "fresh":
+            del fields["static_cache"]
         for key in ("until_ci_pct", "max_reps"):
             if fields[key] is None:
                 del fields[key]
@@ -100,7 +107,10 @@ class Cell:
         return dataclasses.replace(self, **changes)
 
     def group_key(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in GROUP_FIELDS}
+        key = {name: getattr(self, name) for name in GROUP_FIELDS}
+        if self.static_cache != "fresh":  # one process holds one way of handling the cache
+            key["static_cache"] = self.static_cache
+        return key
 
     def group_id(self) -> str:
         """A short filesystem-safe id of the cell's group."""

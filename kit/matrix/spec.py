@@ -44,6 +44,7 @@ GATE_KEYS = {
 OLLAMA_MODELS = ("tags", "local")  # ollama groups: published tags, or the kit's own GGUF
 
 ON_ERROR = ("stop", "continue")
+STATIC_CACHE = ("fresh", "reuse")
 
 SETTINGS = {
     "repetitions": "timed repetitions, an integer >= 1",
@@ -53,6 +54,7 @@ SETTINGS = {
     "sampling": "{do_sample, temperature, top_p}",
     "device": "cpu or cuda",
     "cache": "dynamic or static",
+    "static_cache": "fresh (a new StaticCache per call) or reuse (one per shape, reset per call)",
     "pad_to_multiple": "pad prompts to a multiple of this integer",
     "cudagraphs": "true or false",
     "scenarios": "a list of scenario ids",
@@ -118,6 +120,7 @@ DEFAULTS: dict[str, Any] = {
     "sampling": {"do_sample": False},
     "device": "cuda",
     "cache": "dynamic",
+    "static_cache": "fresh",
     "pad_to_multiple": None,
     "cudagraphs": True,
     "modes": ["prefill"],
@@ -309,6 +312,7 @@ def _check_settings(s: dict[str, Any], path: str, book: PromptBook, p: v.Problem
     ok &= v.check(p, f"{path}.seed", s["seed"], lambda x: v.is_int(x, 0), SETTINGS["seed"])
     ok &= v.check_choice(p, f"{path}.device", s["device"], DEVICES)
     ok &= v.check_choice(p, f"{path}.cache", s["cache"], CACHES)
+    ok &= v.check_choice(p, f"{path}.static_cache", s["static_cache"], STATIC_CACHE)
     ok &= v.check(
         p, f"{path}.cudagraphs", s["cudagraphs"], lambda x: isinstance(x, bool), "true or false"
     )
@@ -598,6 +602,7 @@ def _expand_group(
                                 seed=s["seed"],
                                 extension=s["extension"],
                                 on_error=s["on_error"],
+                                static_cache=s["static_cache"],
                             )
                         )
     return cells
