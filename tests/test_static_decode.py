@@ -38,13 +38,13 @@ def _cell(cache: str, backend: str, compile_cfg: dict[str, Any] | None, steps: i
     )
 
 
-def _decode_tokens(tmp_path: Path, cell: Any) -> tuple[list[int], TransformersBackend]:
-    """Run one kv_decode call of the cell through the harness's backend; the tokens it picked."""
-    cell_dict = cell.to_dict()
+def _recording_backend(tmp_path: Path, cell_dict: dict[str, Any]) -> tuple[Any, list[int]]:
+    """A loaded backend for the cell whose token selection appends each picked token to the
+    returned list."""
     spec = {
         "cells": [cell_dict],
         "model_dir": str(prepare("gpt2-25m", "random").path),
-        "compile_cache_dir": str(tmp_path / f"cache-{cell.id}"),
+        "compile_cache_dir": str(tmp_path / f"cache-{cell_dict['id']}"),
     }
     backend = TransformersBackend(spec)
     backend.load()
@@ -57,6 +57,13 @@ def _decode_tokens(tmp_path: Path, cell: Any) -> tuple[list[int], TransformersBa
         return token
 
     backend._select = recording  # type: ignore[method-assign]
+    return backend, picked
+
+
+def _decode_tokens(tmp_path: Path, cell: Any) -> tuple[list[int], TransformersBackend]:
+    """Run one kv_decode call of the cell through the harness's backend; the tokens it picked."""
+    cell_dict = cell.to_dict()
+    backend, picked = _recording_backend(tmp_path, cell_dict)
     call = backend.call(cell_dict, [exact_length_ids("gpt2-25m", 7)], 0)
     produced = call.run(call.setup())
     assert produced == cell_dict["max_new_tokens"]
@@ -91,23 +98,9 @@ def test_a_reused_static_cache_is_reset_between_calls_and_picks_the_same_tokens(
     assert reuse.group_id() != fresh.group_id()
     want, _ = _decode_tokens(tmp_path, fresh)
     cell = reuse.to_dict()
-    spec = {
-        "cells": [cell],
-        "model_dir": str(prepare("gpt2-25m", "random").path),
-        "compile_cache_dir": str(tmp_path / "cache-reuse"),
-    }
-    backend = TransformersBackend(spec)
-    backend.load()
+    backend, picked = _recording_backend(tmp_path, cell)
     ids = [exact_length_ids("gpt2-25m", 7)]
-    caches, picked = [], []
-    select = backend._select
-
-    def recording(logits: Any, c: dict[str, Any], generator: Any) -> Any:
-        token = select(logits, c, generator)
-        picked.append(int(token[0, 0]))
-        return token
-
-    backend._select = recording  # type: ignore[method-assign]
+    caches = []
     for rep in range(2):
         picked.clear()
         call = backend.call(cell, ids, rep)
