@@ -196,8 +196,13 @@ def first_call(
         k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)
     }
     if error is not None:
-        delta["error"] = f"{type(error).__name__}: {error}".strip()[:300]
+        delta["error"] = error_text(error)
     return timed, delta, error
+
+
+def error_text(err: BaseException, limit: int = 300) -> str:
+    """`Type: message`, stripped and cut to `limit` characters (a phase's `error`)."""
+    return f"{type(err).__name__}: {err}".strip()[:limit]
 
 
 def compile_call(

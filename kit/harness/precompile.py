@@ -16,7 +16,7 @@ import traceback
 from typing import Any
 
 from kit.harness.events import Emitter
-from kit.harness.group import device_fatal, first_call, recover
+from kit.harness.group import device_fatal, error_text, first_call, recover
 from kit.harness.timing import Timed
 
 
@@ -58,8 +58,7 @@ def precompile_group(backend_cls: type | None, spec: dict[str, Any], out: Emitte
             timed, delta, error = first_call(backend, cell, ids, hooked=True)
         except Exception as err:  # the call's construction or setup raised
             now = time.monotonic_ns()
-            timed, delta, error = Timed(0.0, None, now, now, None), {}, err
-            delta["error"] = f"{type(err).__name__}: {err}".strip()[:300]
+            timed, delta, error = Timed(0.0, None, now, now, None), {"error": error_text(err)}, err
         out.emit("phase", phase="precompile", cell=cell["id"], t0_ns=timed.t0_ns,
                  t1_ns=timed.t1_ns, ms=timed.latency_ms, detail=delta)  # fmt: skip
         if error is None:

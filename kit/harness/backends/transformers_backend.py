@@ -160,15 +160,14 @@ class TransformersBackend:
             return None
         from transformers import StaticCache
 
-        if not self.reuse_cache:
-            return StaticCache(config=self.model.config, max_cache_len=max_len)
-        cache = self._caches.get((batch, max_len))
-        if cache is None:
-            cache = self._caches[(batch, max_len)] = StaticCache(
-                config=self.model.config, max_cache_len=max_len
-            )
-        else:
+        key = (batch, max_len)
+        cache = self._caches.get(key)
+        if cache is not None:  # static_cache: reuse
             cache.reset()  # in the call's setup: outside the timed region
+            return cache
+        cache = StaticCache(config=self.model.config, max_cache_len=max_len)
+        if self.reuse_cache:
+            self._caches[key] = cache
         return cache
 
     def _select(self, logits: Any, cell: dict[str, Any], generator: Any) -> Any:
