@@ -112,3 +112,31 @@ def test_a_reused_static_cache_is_reset_between_calls_and_picks_the_same_tokens(
         assert call.run(state) == 8
         assert picked == want, f"call {rep}"
     assert caches[0] is caches[1]  # one cache object, reset in the second call's setup
+
+
+def test_a_preallocated_static_cache_exists_before_the_first_forward_and_keeps_its_tensors(
+    tmp_path: Path,
+) -> None:
+    """static_cache: preallocated: the cache's tensors are allocated in the call's setup, before
+    the model's forward (transformers would otherwise allocate them inside the first forward,
+    inside the compiled region); the same tensors serve every call; same tokens as fresh."""
+    fresh = _cell("static", "transformers-eager", None, 6)
+    pre = fresh.replace(static_cache="preallocated")
+    assert pre.id not in (fresh.id, fresh.replace(static_cache="reuse").id)
+    want, _ = _decode_tokens(tmp_path, fresh)
+    cell = pre.to_dict()
+    backend, picked = _recording_backend(tmp_path, cell)
+    cache = backend._new_cache(1, 7 + 6 + 1)
+    layer = cache.layers[0]
+    config = backend.model.config
+    shape = (1, config.n_head, 14, config.n_embd // config.n_head)
+    assert layer.is_initialized and tuple(layer.keys.shape) == shape, layer.keys.shape
+    address = layer.keys.data_ptr()
+    ids = [exact_length_ids("gpt2-25m", 7)]
+    for rep in range(2):
+        picked.clear()
+        call = backend.call(cell, ids, rep)
+        state = call.setup()
+        assert state[0] is cache and state[0].layers[0].keys.data_ptr() == address
+        assert call.run(state) == 6
+        assert picked == want, f"call {rep}"

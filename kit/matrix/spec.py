@@ -44,7 +44,7 @@ GATE_KEYS = {
 OLLAMA_MODELS = ("tags", "local")  # ollama groups: published tags, or the kit's own GGUF
 
 ON_ERROR = ("stop", "continue")
-STATIC_CACHE = ("fresh", "reuse")
+STATIC_CACHE = ("fresh", "reuse", "preallocated")
 
 SETTINGS = {
     "repetitions": "timed repetitions, an integer >= 1",
@@ -54,7 +54,11 @@ SETTINGS = {
     "sampling": "{do_sample, temperature, top_p}",
     "device": "cpu or cuda",
     "cache": "dynamic or static",
-    "static_cache": "fresh (a new StaticCache per call) or reuse (one per shape, reset per call)",
+    "static_cache": (
+        "fresh (a new StaticCache per call), reuse (one per shape, reset per call) or"
+        " preallocated (reuse, its tensors allocated before the first call, outside any compiled"
+        " region)"
+    ),
     "pad_to_multiple": "pad prompts to a multiple of this integer",
     "cudagraphs": "true or false",
     "scenarios": "a list of scenario ids",

@@ -38,7 +38,7 @@ class TransformersBackend:
         self.compile_cfg: dict[str, Any] | None = first.get("compile")
         self.compiles = first["backend"] == "transformers-compile"
         self.cache_kind = first.get("cache", "dynamic")
-        self.reuse_cache = first.get("static_cache", "fresh") == "reuse"
+        self.static_cache = first.get("static_cache", "fresh")
         self._caches: dict[tuple[int, int], Any] = {}
         self.cache_dir = Path(spec.get("compile_cache_dir") or ".")
         self.timer = Timer(torch, self.device)
@@ -166,9 +166,23 @@ class TransformersBackend:
             cache.reset()  # in the call's setup: outside the timed region
             return cache
         cache = StaticCache(config=self.model.config, max_cache_len=max_len)
-        if self.reuse_cache:
+        if self.static_cache == "preallocated":
+            # transformers allocates a StaticCache's tensors at their first update: inside the
+            # model's forward, so inside the compiled region when the whole forward is compiled
+            # (its docs: call early_initialization then), where it also skips marking them as
+            # static addresses. Under reduce-overhead they then live in the CUDA graphs' pool.
+            self._allocate(cache, batch)
+        if self.static_cache != "fresh":
             self._caches[key] = cache
         return cache
+
+    def _allocate(self, cache: Any, batch: int) -> None:
+        text = self.model.config.get_text_config()
+        heads = int(getattr(text, "num_key_value_heads", None) or text.num_attention_heads)
+        head_dim = int(
+            getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        )
+        cache.early_initialization(batch, heads, head_dim, self.model.dtype, self.model.device)
 
     def _select(self, logits: Any, cell: dict[str, Any], generator: Any) -> Any:
         torch = self.torch
