@@ -201,6 +201,22 @@ def test_cells_beside_a_busy_neighbour_are_a_condition_of_their_own(tmp_path: Pa
     assert relations == ["reproduced", "inconclusive"]
 
 
+def test_a_degraded_cell_is_no_evidence_for_its_label(tmp_path: Path) -> None:
+    """A cell whose label is not what ran (a compiled frame fell back to eager: `degraded`)
+    makes every ratio it is part of inconclusive, whatever its samples say."""
+    evidence, path = _planted(tmp_path)
+    by = {(e.cell.model, e.cell.backend, e.cell.group): e for e in evidence.cells.values()}
+    by[("m1", "fast", "g")].status = "degraded"
+    by[("m1", "fast", "g")].reasons = ["1 dynamo frame past the recompile limit ran eager"]
+    got = {r.id: r for r in evaluate(load_claims(path), evidence).results}
+    keys = {k.key: k for k in got["dir"].keys}
+    assert keys["m1"].verdict == "inconclusive"  # reproduced on its samples alone
+    assert keys["m1"].why.startswith("1 of 2 cells degraded (1 dynamo frame past")
+    assert "(on all of them: reproduced," in keys["m1"].why
+    assert keys["m2"].verdict == "reproduced" and "degraded" not in keys["m2"].why
+    assert {k.key: k.verdict for k in got["mag"].keys}["m1"] == "inconclusive"
+
+
 def test_evidence_reads_each_cells_neighbours_from_the_bundle() -> None:
     import json
 
@@ -300,7 +316,7 @@ def test_a_process_killed_under_on_error_continue_is_no_per_call_share(tmp_path:
     evidence = Evidence("m", {cell.id: killed}, None, {}, [])
     got = {r.id: r for r in evaluate(load_claims(path), evidence).results}["crash"]
     assert got.verdict == "inconclusive"
-    assert "crashed before any call was recorded" in got.why and "no calls" not in got.why
+    assert "crashed before any timed call was recorded" in got.why and "no calls" not in got.why
     assert "killed by signal SIGSEGV" in got.why
     # a continue cell that recorded calls before it crashed still counts them
     some = CellEvidence(cell, "crash", ["killed by signal SIGSEGV"], [1.0] * 8,

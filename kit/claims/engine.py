@@ -27,7 +27,16 @@ def _condition(
     a: Sequence[CellEvidence], b: Sequence[CellEvidence], verdict: str, why: str
 ) -> tuple[str, str]:
     """A comparison's verdict and why, given its cells' conditions (alone, or beside a busy
-    neighbour): cells of both conditions are never pooled, so a mix is inconclusive."""
+    neighbour): cells of both conditions are never pooled, so a mix is inconclusive. A
+    degraded cell (what ran was not what its label says, e.g. a compiled frame that fell back
+    to eager) is no evidence for its label: any makes the comparison inconclusive."""
+    degraded = [e for e in (*a, *b) if e.status == "degraded"]
+    if degraded:
+        return rules.INCONCLUSIVE, (
+            f"{len(degraded)} of {len(a) + len(b)} cells degraded "
+            f"({first_line(degraded[0].reasons)}): not evidence for their label "
+            f"(on all of them: {verdict}, {why})"
+        )
     na, nb = sum(e.beside_neighbour for e in a), sum(e.beside_neighbour for e in b)
     if na + nb == 0:
         return verdict, why
@@ -256,9 +265,9 @@ def _share(claim: Claim, cells: list[CellEvidence]) -> ClaimResult:
         verdict, o, why = rules.share(k, len(cells), (published.low, published.high), claim.margin)
         key = rules.KeyResult("", verdict, "share", o.value, o.low, o.high, o.n, published.text, f"cells: {why}")  # fmt: skip
         return _summary(claim, [key], "cell share")
-    # A crash with no timed call recorded was the process's death, not a call's error: under
-    # on_error: continue too when a signal (SIGSEGV, SIGKILL) ended it, since only an error a
-    # call raises becomes a sample.
+    # A crash with no timed call recorded is not a call's error: under on_error: continue too,
+    # when a signal (SIGSEGV, SIGKILL) ended the process or the first (compiling) call failed,
+    # since only an error a timed call raises becomes a sample.
     whole = [
         e for e in cells if e.status == "crash" and (e.on_error != "continue" or not e.n_timed)
     ]
@@ -266,9 +275,9 @@ def _share(claim: Claim, cells: list[CellEvidence]) -> ClaimResult:
     if not counted:
         if all(e.on_error == "continue" for e in whole):
             why = (
-                f"{len(whole)} cells crashed before any call was recorded: the process itself "
-                "died, so no per-call share exists (on_error: continue counts the errors a call "
-                "raises, not a process killed under it)"
+                f"{len(whole)} cells crashed before any timed call was recorded (a signal ended "
+                "the process, or the cell's first, compiling call failed), so no per-call share "
+                "exists: on_error: continue counts the errors of timed calls"
             )
         else:
             why = (

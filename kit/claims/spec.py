@@ -32,6 +32,7 @@ from kit.matrix.select import Selection, parse_selection
 from kit.matrix.spec import BUILTIN_DIR
 
 CLAIMS_DIR = BUILTIN_DIR / "claims"
+CHECKOUT = BUILTIN_DIR.parents[2]  # the kit's source tree (kit/matrix/builtin -> its root)
 SCHEMA_VERSION = 1
 RULES = ("direction", "magnitude", "equivalence", "share", "ordering", "gate", "external")
 EXPECT = ("below", "above")
@@ -156,7 +157,12 @@ def load_claims(path: Path) -> ClaimsFile:
 @cache
 def _load(path_text: str) -> ClaimsFile:
     path = Path(path_text)
-    label = f"claims/{path.name}" if path.parent == CLAIMS_DIR else str(path)
+    if path.parent == CLAIMS_DIR:
+        label = f"claims/{path.name}"
+    elif path.is_relative_to(CHECKOUT):  # e.g. scripts/gpu/matrices/*.claims.yaml: the same
+        label = str(path.relative_to(CHECKOUT))  # label in every clone
+    else:
+        label = str(path)
     if not path.is_file():
         raise KitError(f"claims file {label} does not exist", "give an existing claims YAML file")
     return parse_claims(path.read_bytes(), label)
