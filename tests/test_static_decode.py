@@ -140,3 +140,34 @@ def test_a_preallocated_static_cache_exists_before_the_first_forward_and_keeps_i
         assert state[0] is cache and state[0].layers[0].keys.data_ptr() == address
         assert call.run(state) == 6
         assert picked == want, f"call {rep}"
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2"])
+def test_preallocated_tensors_have_the_shapes_the_first_forward_would_give(family: str) -> None:
+    """early_initialization needs the KV heads and head size per layer: for GPT-2 (heads =
+    attention heads) and Qwen2 (grouped-query: fewer KV heads), the preallocated cache has
+    the shapes, dtype and device of the cache a forward allocates lazily."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM, StaticCache
+
+    torch.manual_seed(0)
+    if family == "gpt2":
+        model: Any = GPT2LMHeadModel(GPT2Config(n_embd=64, n_head=4, n_layer=2, vocab_size=97))
+    else:
+        config = Qwen2Config(hidden_size=64, num_attention_heads=8, num_key_value_heads=2,
+                             intermediate_size=96, num_hidden_layers=2, vocab_size=97)  # fmt: skip
+        model = Qwen2ForCausalLM(config)
+    model.eval()
+    cell = _cell("static", "transformers-eager", None, 4).replace(static_cache="preallocated")
+    backend = TransformersBackend({"cells": [cell.to_dict()]})
+    backend.model = model
+    pre = backend._new_cache(2, 12)
+    lazy = StaticCache(config=model.config, max_cache_len=12)
+    with torch.no_grad():
+        ids = torch.randint(0, 97, (2, 5))
+        model(input_ids=ids, past_key_values=lazy, use_cache=True,
+              cache_position=torch.arange(5))  # fmt: skip
+    assert len(pre.layers) == len(lazy.layers) == 2
+    for a, b in zip(pre.layers, lazy.layers, strict=True):
+        for x, y in ((a.keys, b.keys), (a.values, b.values)):
+            assert (tuple(x.shape), x.dtype, x.device) == (tuple(y.shape), y.dtype, y.device)
