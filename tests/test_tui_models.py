@@ -129,3 +129,27 @@ def test_progress_says_groups_compile_ahead_and_wait_their_turn() -> None:
     text = "\n".join(str(line) for line in progress.log)
     assert "nothing measured meanwhile" in text
     assert f"group {gid} compiled, waiting its turn (12.5 s)" in text
+
+
+def test_estimate_counts_one_compile_per_shape_growing_with_the_model() -> None:
+    """A compiled group costs a compile per input shape (two when shapes are dynamic), more
+    for a larger model; its eager twin costs none (same reps, same per-rep guess)."""
+    from kit.matrix import load_matrix, parse_selection, select_cells
+    from kit.matrix.estimate import COMPILE_BASE_S, COMPILE_PER_BPARAM_S, parameters
+
+    def est(matrix: str, selection: str) -> tuple[float, int]:
+        cells = select_cells(load_matrix(matrix).cells, parse_selection(selection))
+        return estimate_s(cells, None, None, None, {})[0], len(cells)
+
+    def compile_s(model: str) -> float:
+        return COMPILE_BASE_S + COMPILE_PER_BPARAM_S * parameters(model) / 1e9
+
+    assert 3.0e9 < parameters("qwen2.5-3b") < 3.2e9 and parameters("llama3.2:1b") == 0
+    for model in ("gpt2-25m", "qwen2.5-3b"):  # v1: dynamic=False, five token lengths
+        compiled, n = est("tr147", f"group=v1-prefill,model={model},backend=transformers-compile")
+        eager, _ = est("tr147", f"group=v1-prefill,model={model},backend=transformers-eager")
+        assert n == 5 and abs((compiled - eager) - 5 * compile_s(model)) < 1e-6
+    # phase-2 dynamic: nine prompts, dynamic=True: two compiles
+    compiled, n = est("tr126", "group=phase2-dynamic,model=gpt2-25m,backend=transformers-compile")
+    eager, _ = est("tr126", "group=phase2-dynamic,model=gpt2-25m,backend=transformers-eager")
+    assert n == 9 and abs((compiled - eager) - 2 * compile_s("gpt2-25m")) < 1e-6

@@ -29,7 +29,7 @@ class ProgressLine:
 
                 self._emit(
                     f"estimate for the run's {self.total} cells: "
-                    f"{fmt_duration(float(event['estimate_s']))} (a guess per repetition)",
+                    f"{fmt_duration(float(event['estimate_s']))} (a guess: per repetition, group start and compile)",
                     force=True,
                     newline=True,
                 )
