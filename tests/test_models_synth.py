@@ -46,6 +46,20 @@ def test_pinned_sha256_and_same_bytes_on_every_run(tmp_path: Path) -> None:
     assert synthesize(get_model("gpt2-25m"), tmp_path / "c").sha256 == GPT2_25M_SHA256
 
 
+@pytest.mark.parametrize(("chunk", "threads"), [(777, 3), (1 << 16, 1)])
+def test_the_bytes_do_not_depend_on_chunk_size_or_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, threads: int
+) -> None:
+    """Chunks jump ahead in their tensor's stream and are written in file order: any chunk
+    size (777 splits every tensor of tiny-gpt2 into many) and any number of workers give the
+    pinned file."""
+    from kit.models import synth
+
+    monkeypatch.setattr(synth, "_CHUNK", chunk)
+    monkeypatch.setattr(synth, "_THREADS", threads)
+    assert synthesize(get_model("tiny-gpt2"), tmp_path / "a").sha256 == TINY_GPT2_SHA256
+
+
 def test_seed_changes_the_weights(tmp_path: Path) -> None:
     a = synthesize(get_model("tiny-gpt2"), tmp_path / "a", seed=42)
     b = synthesize(get_model("tiny-gpt2"), tmp_path / "b", seed=43)

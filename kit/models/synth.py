@@ -19,11 +19,15 @@ not stored (transformers ties them at load). GPT-2 Conv1D weights are stored [in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import os
 import struct
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,6 +40,7 @@ from kit.matrix.models import ModelSpec
 INIT_STD = 0.02
 INIT_DESCRIPTION = "irwin-hall(4 x 16-bit) approx normal(0, 0.02); biases 0; norms 1"
 _CHUNK = 1 << 22  # values per generated chunk: bounds memory, not the result
+_THREADS = 8  # chunk workers at most (fewer on a smaller host)
 _LANE_MEAN = 4 * 32767.5
 _SCALE = np.float32(INIT_STD / math.sqrt(4 * (65536.0**2 - 1) / 12))
 _DTYPES: dict[str, tuple[str, np.dtype]] = {
@@ -135,24 +140,40 @@ def tensor_plan(family: str, config: dict[str, Any]) -> list[TensorPlan]:
     return sorted(_PLANS[family](config), key=lambda t: t.name)
 
 
-def _random_chunks(seed: int, name: str, size: int, dtype: np.dtype) -> Iterator[np.ndarray]:
+def _random_chunk(seed: int, name: str, start: int, count: int, dtype: np.dtype) -> np.ndarray:
+    """Values `start` to `start + count` of the tensor's stream: the generator jumps ahead by
+    `start` draws (PCG64.advance), so chunks are independent and computed in any order."""
     words = np.frombuffer(hashlib.sha256(name.encode()).digest()[:16], dtype="<u4")
     bits = np.random.PCG64(np.random.SeedSequence([seed, *map(int, words)]))
-    for start in range(0, size, _CHUNK):
-        lanes = bits.random_raw(min(_CHUNK, size - start)).view(np.uint16)
-        values = lanes[0::4].astype(np.float32)
-        for lane in (1, 2, 3):
-            values += lanes[lane::4]
-        values -= np.float32(_LANE_MEAN)
-        values *= _SCALE
-        yield values.astype(dtype)
+    if start:
+        bits.advance(start)
+    lanes = bits.random_raw(count).view(np.uint16)
+    values = lanes[0::4].astype(np.float32)
+    for lane in (1, 2, 3):
+        values += lanes[lane::4]
+    values -= np.float32(_LANE_MEAN)
+    values *= _SCALE
+    return values.astype(dtype)
 
 
-def _chunks(seed: int, tensor: TensorPlan, dtype: np.dtype) -> Iterator[np.ndarray]:
-    if tensor.init == "random":
-        yield from _random_chunks(seed, tensor.name, tensor.size, dtype)
-    else:
-        yield np.full(tensor.size, 0 if tensor.init == "zeros" else 1, dtype=dtype)
+def _chunk_tasks(
+    seed: int, plan: list[TensorPlan], dtype: np.dtype
+) -> Iterator[Callable[[], bytes]]:
+    """One task per chunk of the file's data, in file order."""
+
+    def filled(size: int, value: int) -> bytes:
+        return np.full(size, value, dtype=dtype).tobytes()
+
+    def random(name: str, start: int, count: int) -> bytes:
+        return _random_chunk(seed, name, start, count, dtype).tobytes()
+
+    for tensor in plan:
+        if tensor.init != "random":
+            yield functools.partial(filled, tensor.size, 0 if tensor.init == "zeros" else 1)
+            continue
+        for start in range(0, tensor.size, _CHUNK):
+            count = min(_CHUNK, tensor.size - start)
+            yield functools.partial(random, tensor.name, start, count)
 
 
 def _header(plan: list[TensorPlan], tag: str, itemsize: int, metadata: dict[str, str]) -> bytes:
@@ -173,15 +194,23 @@ def _header(plan: list[TensorPlan], tag: str, itemsize: int, metadata: dict[str,
 def write_safetensors(
     path: Path, plan: list[TensorPlan], dtype: str, seed: int, metadata: dict[str, str]
 ) -> str:
-    """Write the planned tensors to `path` (streaming) and return the file's sha256."""
+    """Write the planned tensors to `path` (streaming) and return the file's sha256. Chunks
+    are computed on a few threads (numpy's generator and ufuncs release the GIL), at most
+    `2 x threads` ahead of the writer, and written in file order: the same bytes as one
+    thread."""
     tag, np_dtype = _DTYPES[dtype]
     header = _header(plan, tag, np_dtype.itemsize, metadata)
     digest = hashlib.sha256()
-    with path.open("wb") as handle:
+    threads = max(1, min(_THREADS, os.cpu_count() or 1))
+    with path.open("wb") as handle, ThreadPoolExecutor(threads) as pool:
         _write(handle, digest, struct.pack("<Q", len(header)) + header)
-        for tensor in plan:
-            for chunk in _chunks(seed, tensor, np_dtype):
-                _write(handle, digest, chunk.tobytes())
+        pending: deque[Future[bytes]] = deque()
+        for task in _chunk_tasks(seed, plan, np_dtype):
+            pending.append(pool.submit(task))
+            if len(pending) >= 2 * threads:
+                _write(handle, digest, pending.popleft().result())
+        while pending:
+            _write(handle, digest, pending.popleft().result())
     return digest.hexdigest()
 
 
