@@ -3,10 +3,14 @@
 # `kit run` per RUN argument, each cut by what is left of the call's budget (SIGTERM: the run
 # ends `interrupted` and resumes with `kit run --resume`, or is joined later with `kit merge`).
 #   OUT=/dir bash scripts/gpu/campaign.sh BUDGET_S [gate] NAME@MATRIX@SELECT ...
+# ONNX Runtime cells need the onnx wheels carried: `bash scripts/gpu/fetch_wheels.sh` first,
+# then carry [".whl/h100"].
 # Writes $OUT/gpu.json, $OUT/gate.txt and $OUT/runs.tar.gz (the run directories without their
 # compiler caches and harness inputs). Host runner, synthesized weights (--weights random).
 set -uo pipefail
+cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+source scripts/gpu/onnx_site.sh  # ONNX Runtime cells: the carried onnx wheels, when present
 export KIT_CACHE=${KIT_CACHE:-/tmp/kit-cache}
 OUT=${OUT:-/tmp/kit-campaign}
 RUNS=/tmp/kit-runs

@@ -5,11 +5,8 @@
 #   e2e_kv: transformers-eager cpu, onnxruntime cpu, transformers-eager cuda, and one
 #   onnxruntime cuda group that MUST come out degraded there (onnxruntime 1.30 has the CPU
 #   provider only: the fallback check, on a real GPU machine).
-# That machine lacks the `onnx` package, which torch.onnx.export needs to write the file: its
-# wheels (cp312, manylinux) are carried in .whl/h100 (carry [".whl/h100"]) and installed here
-# into .whl/h100-site, never into the system. Fetch them on a machine with a registry:
-#   pip download onnx==1.23.2 ml_dtypes protobuf typing_extensions --no-deps --python-version 3.12 \
-#     --only-binary=:all: --platform manylinux_2_28_x86_64 -d .whl/h100
+# That machine lacks the `onnx` package: `bash scripts/gpu/fetch_wheels.sh` here, then carry
+# [".whl/h100"] (scripts/gpu/onnx_site.sh installs it beside the system's packages).
 # Usage from the repository root:  bash scripts/gpu/ort_consistency.sh
 # Results go under $OUT (or /tmp/kit-ort-consistency when $OUT is unset).
 set -uo pipefail
@@ -19,17 +16,7 @@ PY="${PYTHON:-python}"
 mkdir -p "$OUT"
 export KIT_CACHE="$OUT/cache" HF_HUB_OFFLINE=1
 
-if ! $PY -c "import onnx" 2>/dev/null; then
-  site="$PWD/.whl/h100-site"
-  if [[ -d .whl/h100 ]]; then
-    wheels=(.whl/h100/onnx-*.whl)
-    $PY -c "import ml_dtypes" 2>/dev/null || wheels+=(.whl/h100/ml_dtypes-*.whl)
-    $PY -c "import google.protobuf" 2>/dev/null || wheels+=(.whl/h100/protobuf-*.whl)
-    $PY -c "import typing_extensions" 2>/dev/null || wheels+=(.whl/h100/typing_extensions-*.whl)
-    $PY -m pip install -q --no-deps --no-index --target "$site" "${wheels[@]}" || echo "!! onnx wheel install failed"
-  fi
-  export PYTHONPATH="$site"
-fi
+source scripts/gpu/onnx_site.sh
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import torch, transformers, onnxruntime, onnx; print('torch', torch.__version__, 'transformers', transformers.__version__, 'onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers(), 'onnx', onnx.__version__)"
 
