@@ -64,6 +64,10 @@ def test_two_kit_runs_merge_into_one_verifiable_bundle(tmp_path: Path) -> None:
     verified = kit("verify", str(bundle))
     assert verified.returncode == 0 and "2 ok" in verified.stdout, verified.stdout
     assert kit("report", str(bundle), "-o", str(tmp_path / "rep"), "--no-plots").returncode == 0
+    # the inputs' process records (env/tasks/<task>/process-*.json) give the ML stack
+    report = (tmp_path / "rep" / "REPORT.md").read_text()
+    assert "- ML stack of the measuring processes: torch " in report
+    assert "(2 processes)" in report, report.split("## ")[0]
 
     # One cell, two results: refused (even with --force), naming both runs.
     shutil.copytree(runs[0], tmp_path / "again")

@@ -75,9 +75,11 @@ def _env_summary(run: RunDir, name: str) -> dict[str, Any]:
 
 
 def _process_stacks(run: RunDir) -> list[dict[str, Any]]:
-    """The distinct `stack` records of env/process-*.json (kit/images/stacks.py), in name order."""
+    """The distinct `stack` records of env/process-*.json (kit/images/stacks.py), and of a
+    merged run's env/tasks/*/process-*.json, in name order."""
     found: list[dict[str, Any]] = []
-    for path in sorted((run.path / "env").glob("process-*.json")):
+    env = run.path / "env"
+    for path in sorted([*env.glob("process-*.json"), *env.glob("tasks/*/process-*.json")]):
         try:
             stack = json.loads(path.read_text()).get("stack")
         except (OSError, ValueError, AttributeError):

@@ -12,11 +12,14 @@ import dataclasses
 import io
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from kit.bundle.archive import Source as MemberSource
+
+PROCESS_MEMBER = re.compile(r"env/(?:tasks/(?P<task>[^/]+/))?process-(?P<name>[^/]+)\.json")
 
 
 class Source(Protocol):
@@ -226,13 +229,15 @@ def _json_member(source: Source, name: str, notes: list[str]) -> Any:
 
 
 def _env_records(source: Source, notes: list[str]) -> dict[str, Any]:
-    """run.json, env/gpu.json and the measuring processes' env/process-*.json records."""
+    """run.json, env/gpu.json and the measuring processes' records: env/process-*.json, and
+    in a merged run each input's env/tasks/<task>/process-*.json (keyed `<task>/<name>`)."""
     processes = {}
     for name in sorted(source.names()):
-        if name.startswith("env/process-") and name.endswith(".json"):
+        match = PROCESS_MEMBER.fullmatch(name)
+        if match:
             record = _json_member(source, name, notes)
             if isinstance(record, dict):
-                processes[name.removeprefix("env/process-").removesuffix(".json")] = record
+                processes[(match["task"] or "") + match["name"]] = record
     return {
         "run": _json_member(source, "run.json", notes),
         "gpu": _json_member(source, "env/gpu.json", notes),
