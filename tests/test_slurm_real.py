@@ -95,18 +95,15 @@ def _attempt(sweep: Path, group: str, n: int) -> Path:
     return found[0] if found else sweep / "tasks" / "none"
 
 
-def _wait_mid_second_cell(folder: Path, timeout_s: float = 400) -> None:
-    """Until the group's first cell is final and a sample of its second cell is journaled."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        journal = folder / "journal.jsonl"
-        if journal.is_file() and (folder / "cells.jsonl").is_file():
-            done = (folder / "cells.jsonl").read_text().count('"status"')
-            lines = journal.read_text().splitlines()
-            if done == 1 and lines and '"event":"sample"' in lines[-1]:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"{folder}: the second cell never started")
+def _mid_second_cell(folder: Path) -> bool:
+    """The group's first cell is final and a sample of its second cell is journaled."""
+    journal = folder / "journal.jsonl"
+    if not (journal.is_file() and (folder / "cells.jsonl").is_file()):
+        return False
+    done = (folder / "cells.jsonl").read_text().count('"status"')
+    lines = journal.read_text().splitlines()
+    assert done < 2, f"{folder}: its second cell ended before the test could cut it"
+    return done == 1 and bool(lines) and '"event":"sample"' in lines[-1]
 
 
 def _squeue(job: str) -> str:
@@ -138,28 +135,31 @@ def test_sweep_requeue_cancel_resume_merge_bundle_verify(slurm_up: None, tmp_pat
         t < max_array for c in record["chunks"] for t in [i - c["offset"] for i in c["indices"]]
     )
 
-    # Requeue group 1 mid-cell; skip its BeginTime delay once it is pending again.
-    requeued = _attempt(sweep, "requeued", 0)
-    deadline = time.monotonic() + 400
-    while not requeued.is_dir() and time.monotonic() < deadline:
-        time.sleep(0.2)
-        requeued = _attempt(sweep, "requeued", 0)
-    _wait_mid_second_cell(requeued)
+    # Watch both long groups at once and cut each at its second cell's first sample: Slurm
+    # starts them in whatever order and overlap it likes, and a group's cells last seconds.
+    # Group 1 gets `scontrol requeue`; group 2 TERM to its batch shell only (the time
+    # limit's --signal path).
+    def requeue() -> None:
+        subprocess.run(["scontrol", "requeue", _job_of(sweep, 0, 1)], check=True)
+
+    def cancel() -> None:
+        subprocess.run(["scancel", "--signal=TERM", "-b", _job_of(sweep, 0, 2)], check=True)
+
+    actions = {"requeued": requeue, "cancelled": cancel}
+    deadline = time.monotonic() + 600
+    while actions and time.monotonic() < deadline:
+        for group in list(actions):
+            if _mid_second_cell(_attempt(sweep, group, 0)):
+                actions.pop(group)()
+        time.sleep(0.05)
+    assert not actions, f"the second cell of {sorted(actions)} never started"
+    requeued, cancelled = _attempt(sweep, "requeued", 0), _attempt(sweep, "cancelled", 0)
+    # Skip the requeued task's BeginTime delay once it is pending again.
     job1 = _job_of(sweep, 0, 1)
-    subprocess.run(["scontrol", "requeue", job1], check=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while _squeue(job1) != "PENDING" and time.monotonic() < deadline:
         time.sleep(0.2)
     subprocess.run(["scontrol", "update", f"JobId={job1}", "StartTime=now"], check=True)
-
-    # Stop group 2 with TERM to its batch shell only (the time limit's --signal path).
-    cancelled = _attempt(sweep, "cancelled", 0)
-    deadline = time.monotonic() + 400
-    while not cancelled.is_dir() and time.monotonic() < deadline:
-        time.sleep(0.2)
-        cancelled = _attempt(sweep, "cancelled", 0)
-    _wait_mid_second_cell(cancelled)
-    subprocess.run(["scancel", "--signal=TERM", "-b", _job_of(sweep, 0, 2)], check=True)
     _wait_idle(sweep)
 
     for folder in (requeued, cancelled):
