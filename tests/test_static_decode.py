@@ -171,3 +171,82 @@ def test_preallocated_tensors_have_the_shapes_the_first_forward_would_give(famil
     for a, b in zip(pre.layers, lazy.layers, strict=True):
         for x, y in ((a.keys, b.keys), (a.values, b.values)):
             assert (tuple(x.shape), x.dtype, x.device) == (tuple(y.shape), y.dtype, y.device)
+
+
+def _forward_inputs(backend: TransformersBackend) -> list[dict[str, int]]:
+    """Every forward's input tensors, as name -> data_ptr, in call order."""
+    seen: list[dict[str, int]] = []
+
+    def hook(_module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        tensors = {"input_ids": kwargs.get("input_ids", args[0] if args else None), **kwargs}
+        seen.append({k: v.data_ptr() for k, v in tensors.items() if hasattr(v, "data_ptr")})
+
+    backend.model.register_forward_pre_hook(hook, with_kwargs=True)
+    return seen
+
+
+@pytest.mark.parametrize("cache", ["static", "dynamic"])
+def test_every_repetition_of_a_cell_gets_the_same_input_tensors(tmp_path: Path, cache: str) -> None:
+    """A cell's input ids, mask and positions are built once (its first call, untimed) and every
+    repetition passes the very same tensors, as a bare loop on a pre-tokenized prompt does: a
+    fresh copy per call costs a CUDA graph replay an extra input copy. Another prompt gets
+    its own tensors, and the tokens picked are the same in every call."""
+    cell = _cell(cache, "transformers-eager", None, 5).to_dict()
+    backend, picked = _recording_backend(tmp_path, cell)
+    seen = _forward_inputs(backend)
+    ids = [exact_length_ids("gpt2-25m", 7)]
+    per_call, tokens = [], []
+    for rep in range(3):
+        seen.clear(), picked.clear()
+        call = backend.call(cell, ids, rep)
+        assert call.run(call.setup()) == 5
+        per_call.append(list(seen))
+        tokens.append(list(picked))
+    assert len(per_call[0]) == 6  # the prefill and 5 steps
+    assert per_call[0][0] == per_call[1][0] == per_call[2][0]  # the prefill's inputs
+    # each step's positions (a step's token and a grown mask are the call's own work)
+    fixed = ("position_ids", "cache_position")
+    steps = [[{k: s[k] for k in fixed if k in s} for s in calls[1:]] for calls in per_call]
+    assert steps[0] == steps[1] == steps[2] and all("position_ids" in s for s in steps[0])
+    assert tokens[0] == tokens[1] == tokens[2]
+    prefill = per_call[0][0]
+    seen.clear()
+    other = backend.call(cell, [exact_length_ids("gpt2-25m", 9)], 0)
+    other.run(other.setup())
+    assert seen[0]["input_ids"] != prefill["input_ids"]
+    assert seen[0]["attention_mask"] != prefill["attention_mask"]
+
+
+def test_the_timed_decode_steps_copy_nothing_from_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kv_decode on a static cache: no tensor is built from Python values inside the timed
+    steps (each step's position ids and cache position were a torch.tensor(...) per step, a
+    host-to-device copy in the window on CUDA); the step positions still advance one by one."""
+    import torch
+
+    cell = _cell("static", "transformers-eager", None, 6).to_dict()
+    backend, _ = _recording_backend(tmp_path, cell)
+    seen: list[dict[str, Any]] = []
+    backend.model.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(
+            {k: kw[k].flatten().tolist() for k in ("position_ids", "cache_position")}
+        ),
+        with_kwargs=True,
+    )
+    call = backend.call(cell, [exact_length_ids("gpt2-25m", 7)], 0)
+    state = call.setup()
+    seen.clear()
+    built: list[Any] = []
+    real = torch.tensor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(args[:1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "tensor", counting)
+    assert call.run(state) == 6
+    monkeypatch.undo()
+    assert built == [], built
+    assert [s["cache_position"] for s in seen] == [[7 + i] for i in range(6)]
+    assert [s["position_ids"] for s in seen] == [[7 + i] for i in range(6)]
