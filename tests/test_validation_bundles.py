@@ -41,6 +41,7 @@ CLAIMS_FILES = sorted(p.name for p in VALIDATION.glob("h200-*.claims.txt"))
 OTHER_CLAIMS = {  # a run of a matrix without built-in claims: the claims file it was judged by
     "h200-tr121-inversion": "kit/matrix/builtin/claims/tr126.yaml",
     "h200-tr147-v4a-cache": "scripts/gpu/matrices/tr147-v4a-reuse.claims.yaml",
+    "h200-tr126-baseline-cache": "scripts/gpu/matrices/tr126-baseline-cache.claims.yaml",
 }
 
 

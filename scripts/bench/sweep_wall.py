@@ -10,9 +10,10 @@ kit run is a plain `kit run` of the same selection (fork server and precompile b
 `loopr` is the same loop that frees each group before the next (its backend dropped,
 `torch._dynamo.reset()`, a full collection, `torch.cuda.empty_cache()`): still one process and
 one compiler cache, but no group runs beside the previous groups' models, compiled graphs and
-CUDA-graph pools. On the H200 (2026-12-03) the plain loop's eager gpt2-100m group, run right
-after a compiled group, took 7-8 ms against the kit's 4 ms (kit/loop 0.52-0.58 in both rounds):
-the loop is not a clean lower bound for medians, only for walls.
+CUDA-graph pools. On the H200 (2026-12-03) one call's plain loop ran its eager gpt2-100m group
+(right after a compiled group) at 7-8 ms against the kit's 4 ms in both rounds; the next call's
+loop ran it at 4.0 ms, and loopr against itself moved 0.71x to 1.45x per group between two
+rounds: that was the host's drift, not state left by earlier groups.
 
 Runs alternate as `--sequence` says (default loop,kit,loop,kit: drift hits both alike; `kitnp`
 is a kit run with --no-precompile, `kitsep` one with --park-max 0 (precompile in separate
