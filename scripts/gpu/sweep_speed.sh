@@ -32,7 +32,7 @@ nproc
 log "prepare the three models (random weights, cached for every run below)"
 timeout 120 python -m kit models prepare gpt2-25m gpt2-50m gpt2-100m --weights random | tail -n 3
 
-log "sweep wall: loop, kit, loop, kit ($SEL)"
+log "sweep wall: ${SEQ:-loop,kit,loop,kit} ($SEL)"
 timeout 460 python scripts/bench/sweep_wall.py --matrix tr126 --select "$SEL" --weights random \
   --sequence "${SEQ:-loop,kit,loop,kit}" --deadline-s ${WALL_DEADLINE:-420} --out "$WORK/wall" $WALL_DEVICE $EXTRA
 log "sweep wall exit $?"
