@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -66,14 +67,26 @@ class ResultsScreen(KitScreen):
             column = self.sort_column
             rows.sort(key=lambda r: r.sort_key(column), reverse=self.sort_reverse)
         table = self.query_one(DataTable)
-        table.clear()
-        for row in rows:
-            cells = row.cells_text()
+        texts = [row.cells_text() for row in rows]
+        # Columns get explicit widths (label or widest cell): DataTable's own content sizing
+        # runs when the widget is next idle, and in about one of three tmux demos on a loaded
+        # machine it never did, leaving every column at its label's width ("gpt2-", "pref").
+        widths = {
+            key: max([cell_len(label)] + [cell_len(cells[key]) for cells in texts])
+            for key, label in COLUMNS
+        }
+        cursor = table.cursor_coordinate
+        table.clear(columns=True)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key, width=widths[key])
+        for row, cells in zip(rows, texts, strict=True):
             style = "bold red" if row.status in BAD else ""
             values: list[str | Text] = [
                 Text(cells[key], style=style if key == "status" else "") for key, _ in COLUMNS
             ]
             table.add_row(*values, key=f"{row.cell}:{row.phase}")
+        if rows:
+            table.move_cursor(row=min(cursor.row, len(rows) - 1), column=cursor.column)
 
     def action_sort(self) -> None:
         table = self.query_one(DataTable)
