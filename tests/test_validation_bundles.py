@@ -57,3 +57,20 @@ def test_committed_h200_claims_regenerate_byte_for_byte(
         argv += ["--claims", str(VALIDATION.parent.parent / OTHER_CLAIMS[stem])]
     main(argv)
     assert capsys.readouterr().out == (VALIDATION / name).read_text()
+
+
+COMPARE_FILES = sorted(p.name for p in VALIDATION.glob("*.compare.txt"))
+
+
+@pytest.mark.parametrize("name", COMPARE_FILES)
+def test_committed_compare_tables_regenerate_byte_for_byte(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each committed `kit compare` table (H100 -> H200 portability) is what the current kit
+    prints from the two bundles named in its first lines, run from docs/validation/ as the
+    README says."""
+    text = (VALIDATION / name).read_text()
+    a, b = (line.split(": ", 1)[1] for line in text.splitlines()[:2])
+    monkeypatch.chdir(VALIDATION)
+    assert main(["compare", a, b]) == 0
+    assert capsys.readouterr().out == text

@@ -2,7 +2,10 @@
 # The H200 campaign (issue 17), one device call: `kit gate tr126` first (when asked), then one
 # `kit run` per RUN argument, each cut by what is left of the call's budget (SIGTERM: the run
 # ends `interrupted` and resumes with `kit run --resume`, or is joined later with `kit merge`).
-#   OUT=/dir bash scripts/gpu/campaign.sh BUDGET_S [gate] NAME@MATRIX@SELECT ...
+#   OUT=/dir bash scripts/gpu/campaign.sh BUDGET_S [gate] NAME@MATRIX@SELECT[@EXTRA] ...
+# EXTRA: more `kit run` options for that run, split at spaces (e.g. `--reps 30`).
+# Back-to-back calls find the machine warm, its /tmp/kit-cache (synthesized weights) kept:
+# put the selections of one model family in one session's consecutive calls.
 # ONNX Runtime cells need the onnx wheels carried: `bash scripts/gpu/fetch_wheels.sh` first,
 # then carry [".whl/h100"].
 # Writes $OUT/gpu.json, $OUT/gate.txt and $OUT/runs.tar.gz (the run directories without their
@@ -29,18 +32,19 @@ for arg in "$@"; do
     tail -n 12 "$OUT/gate.txt"
     continue
   fi
-  IFS=@ read -r name matrix select <<< "$arg"
+  IFS=@ read -r name matrix select extra <<< "$arg"
+  read -r -a extra_args <<< "${extra:-}"
   names+=("$name")
   t=$(( $(left) - 25 ))
   if (( t < 30 )); then log "no time left for $name"; continue; fi
-  log "run $name: --matrix $matrix --select '$select' (timeout $t s)"
+  log "run $name: --matrix $matrix --select '$select' ${extra:-}(timeout $t s)"
   resume=()
   [[ -f $RUNS/$name/run.json ]] && resume=(--resume "$RUNS/$name")
   if ((${#resume[@]})); then
     timeout -s TERM -k 20 "$t" python -m kit run "${resume[@]}" 2>&1 | tail -n 6
   else
     timeout -s TERM -k 20 "$t" python -m kit run --matrix "$matrix" --select "$select" \
-      --weights random --group-timeout 600 --yes --out "$RUNS/$name" 2>&1 | tail -n 6
+      --weights random --group-timeout 600 --yes "${extra_args[@]}" --out "$RUNS/$name" 2>&1 | tail -n 6
   fi
 done
 log "packing ${names[*]}"
