@@ -124,6 +124,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="docker runner: accept images without a lock entry",
     )
     parser.add_argument(
+        "--skip-done",
+        action="append",
+        default=[],
+        metavar="RUN_OR_BUNDLE",
+        help="leave out the selected cells that already have a final result in this earlier "
+        "run directory or bundle (verified first); repeatable. Join the runs with `kit merge`",
+    )
+    parser.add_argument(
         "--yes", action="store_true", help="run a selection estimated to take over 24 h"
     )
 
@@ -173,10 +181,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     if args.resume:
-        if args.matrix or args.out:
+        if args.matrix or args.out or args.skip_done:
             raise KitError(
                 "--resume takes the run directory alone",
-                "drop --matrix/--out; the run keeps its own",
+                "drop --matrix/--out/--skip-done; the run keeps its own cells",
             )
         progress = ProgressLine()  # its total comes with the run_resumed event
         outcome = resume_run(args.resume, controls, progress)
@@ -217,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
             precompile=not args.no_precompile,
             park_max=args.park_max,
             block_reps=args.block_reps,
+            skip_done=tuple(str(p) for p in args.skip_done),
         )
         progress = ProgressLine()  # its total comes with the run_started event
         outcome = start_run(request, controls, progress)

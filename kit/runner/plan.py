@@ -47,15 +47,31 @@ class RunRequest:
     block_reps: int = 5  # --order interleaved: timed repetitions per block
     until_ci_pct: float | None = None  # adaptive repetitions (see Cell.until_ci_pct)
     max_reps: int | None = None
+    # --skip-done: earlier runs or bundles; selected cells with a final result there are not
+    # planned (kit.runner.skipdone)
+    skip_done: tuple[str, ...] = ()
 
     def overrides(self) -> dict[str, Any]:
         fields = ("device", "repetitions", "warmup", "max_new_tokens", "until_ci_pct", "max_reps")
         return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    matrix: Matrix
+    cells: list[Cell]  # in run order
+    skipped_done: list[dict[str, Any]]  # one record per --skip-done source (run.json)
+
+
 def plan_cells(request: RunRequest) -> tuple[Matrix, list[Cell]]:
     """The selected cells with overrides applied, in run order. Raises KitError when the
     selection matches nothing or an override is invalid."""
+    planned = plan(request)
+    return planned.matrix, planned.cells
+
+
+def plan(request: RunRequest) -> Plan:
+    """`plan_cells`, and what --skip-done took out."""
     matrix = load_matrix(request.matrix, request.ollama_models)
     cells = select_cells(matrix.cells, parse_selection(request.selection))
     if not cells:
@@ -81,6 +97,11 @@ def plan_cells(request: RunRequest) -> tuple[Matrix, list[Cell]]:
                 f"--{name.replace('_', '-')} {value!r} is out of range", "give a positive integer"
             )
     cells = [cell.replace(**request.overrides()) for cell in cells]
+    skipped: list[dict[str, Any]] = []
+    if request.skip_done:
+        from kit.runner.skipdone import skip_done
+
+        cells, skipped = skip_done(cells, matrix.id, request.skip_done)
     check_duration(cells, request.yes)
 
     if request.max_reps is not None and request.until_ci_pct is None:
@@ -94,7 +115,7 @@ def plan_cells(request: RunRequest) -> tuple[Matrix, list[Cell]]:
             )
         # without --max-reps: up to five times the planned repetitions
         cells = [c if c.max_reps else c.replace(max_reps=5 * c.repetitions) for c in cells]
-    return matrix, order_cells(cells, request.order, request.order_seed)
+    return Plan(matrix, order_cells(cells, request.order, request.order_seed), skipped)
 
 
 def check_duration(cells: Sequence[Cell], confirmed: bool) -> float:

@@ -19,7 +19,7 @@ from kit.errors import KitError
 from kit.matrix import Cell
 from kit.matrix.estimate import estimate_s
 from kit.runner.journal import finished_cells
-from kit.runner.plan import RunRequest, plan_cells, resolved_order
+from kit.runner.plan import RunRequest, plan, resolved_order
 from kit.runner.sweep import (
     Controls,
     EventHook,
@@ -101,7 +101,8 @@ def _image_pins(
 def start_run(
     request: RunRequest, controls: Controls | None = None, on_event: EventHook | None = None
 ) -> RunOutcome:
-    matrix, cells = plan_cells(request)
+    planned = plan(request)
+    matrix, cells = planned.matrix, planned.cells
     # Absolute from here on: group processes run with cwd=<group dir> and bind mounts need
     # absolute sources, so a relative --out (or the UI's default ./results) must not leak.
     out = Path(request.out).expanduser().resolve()
@@ -162,6 +163,8 @@ def start_run(
         "image_pinning": pinning,
         "images": images,
     }
+    if planned.skipped_done:
+        header["skip_done"] = planned.skipped_done
     write_run_header(out, header, cells, matrix.path)
     return _execute(
         out, cells, settings, runner, controls, on_event, resumed=False, notes=placement_notes

@@ -3,7 +3,8 @@
 # `kit run` per RUN argument, each cut by what is left of the call's budget (SIGTERM: the run
 # ends `interrupted` and resumes with `kit run --resume`, or is joined later with `kit merge`).
 #   OUT=/dir bash scripts/gpu/campaign.sh BUDGET_S [gate] NAME@MATRIX@SELECT[@EXTRA] ...
-# EXTRA: more `kit run` options for that run, split at spaces (e.g. `--reps 30`).
+# EXTRA: more `kit run` options for that run, split at spaces (e.g. `--reps 30`, or
+# `--skip-done docs/validation/h200-tr126.tar.gz`: only the cells that bundle has not finished).
 # Back-to-back calls find the machine warm, its /tmp/kit-cache (synthesized weights) kept:
 # put the selections of one model family in one session's consecutive calls.
 # ONNX Runtime cells need the onnx wheels carried: `bash scripts/gpu/fetch_wheels.sh` first,

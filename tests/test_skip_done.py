@@ -1,0 +1,92 @@
+"""`kit run --skip-done RUN_OR_BUNDLE`: a selection asked again on a fresh machine runs only
+what earlier runs (or their bundles, verified first) did not finish; `kit merge` joins them.
+Typed as a person types it: relative paths, from a folder that is not the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+TINY = """
+schema: 1
+id: tiny-skip
+title: one tiny-gpt2 group, asked for twice
+defaults: {device: cpu, repetitions: 2, warmup: 1, max_new_tokens: 4, seed: 42}
+groups:
+  - id: eager
+    backends: [{backend: transformers-eager, label: eager}]
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [prefill, kv_decode]
+"""
+
+
+def kit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert REPO not in cwd.resolve().parents
+    return subprocess.run([sys.executable, "-m", "kit", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env={**os.environ})  # fmt: skip
+
+
+def _finals(run_dir: Path) -> dict[str, str]:
+    last = {}
+    for line in (run_dir / "cells.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        last[rec["cell"]] = rec["status"]
+    return last
+
+
+def test_skip_done_runs_what_is_left_and_the_pieces_merge(tmp_path: Path) -> None:
+    work = tmp_path / "campaign"
+    work.mkdir()
+    (work / "tiny.yaml").write_text(textwrap.dedent(TINY))
+    run = ("run", "--matrix", "tiny.yaml", "--weights", "random")
+    first = kit(work, *run, "--select", "prompt_index=0,mode=prefill", "--out", "first")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert kit(work, "bundle", "first", "-o", "first.tar.gz", "--no-plots").returncode == 0
+
+    rest = kit(work, *run, "--select", "prompt_index=0", "--skip-done", "first.tar.gz",
+               "--out", "rest")  # fmt: skip
+    assert rest.returncode == 0, rest.stderr[-2000:]
+    assert "cells: 1 ok (of 1)" in rest.stdout
+    header = json.loads((work / "rest" / "run.json").read_text())
+    cells = json.loads((work / "rest" / "matrix" / "cells.json").read_text())
+    assert [c["mode"] for c in cells] == ["kv_decode"]  # the prefill cell was done
+    (record,) = header["skip_done"]
+    assert record["cells_skipped"] == 1 and record["content_hash"].startswith("sha256:")
+    assert record["path"] == str((work / "first.tar.gz").resolve())
+    assert set(_finals(work / "first")).isdisjoint(_finals(work / "rest"))
+
+    merged = kit(work, "merge", "first.tar.gz", "rest", "--out", "all")
+    assert merged.returncode == 0, merged.stderr
+    assert "cells: 2 ok (of 2)" in merged.stdout
+
+    # Nothing left: one message, no run directory, no traceback.
+    nothing = kit(work, *run, "--select", "prompt_index=0", "--skip-done", "first",
+                  "--skip-done", "rest", "--out", "none")  # fmt: skip
+    assert nothing.returncode != 0 and "Traceback" not in nothing.stderr
+    assert "every one of the 2 selected cells already has a final result" in nothing.stderr
+    assert not (work / "none").exists()
+
+    # A bundle that fails verification is not trusted; another matrix's run is refused.
+    data = bytearray((work / "first.tar.gz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (work / "bad.tar.gz").write_bytes(bytes(data))
+    bad = kit(work, *run, "--select", "prompt_index=0", "--skip-done", "bad.tar.gz",
+              "--out", "bad")  # fmt: skip
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and not (work / "bad").exists()
+    assert "--skip-done: bad.tar.gz fails verification" in bad.stderr
+    assert "only a verified bundle is trusted" in bad.stderr
+    other = kit(work, "run", "--matrix", "tr126", "--select", "group=phase2-dynamic,model=gpt2-25m",
+                "--skip-done", "first", "--out", "other")  # fmt: skip
+    assert other.returncode != 0
+    assert "is a run of matrix 'tiny-skip', not 'tr126'" in other.stderr
+    resume = kit(work, "run", "--resume", "rest", "--skip-done", "first")
+    assert resume.returncode != 0 and "--resume takes the run directory alone" in resume.stderr
