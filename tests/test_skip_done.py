@@ -90,3 +90,14 @@ def test_skip_done_runs_what_is_left_and_the_pieces_merge(tmp_path: Path) -> Non
     assert "is a run of matrix 'tiny-skip', not 'tr126'" in other.stderr
     resume = kit(work, "run", "--resume", "rest", "--skip-done", "first")
     assert resume.returncode != 0 and "--resume takes the run directory alone" in resume.stderr
+
+    # The joined run's report says how much of the matrix it covers, per group.
+    assert kit(work, "bundle", "all", "-o", "all.tar.gz", "--no-plots").returncode == 0
+    report = kit(work, "report", "all.tar.gz", "-o", "report", "--no-plots")
+    assert report.returncode == 0, report.stderr
+    text = (work / "report" / "REPORT.md").read_text()
+    assert "## Coverage of the matrix" in text
+    assert "2 of the matrix's 4 cells in this run, 2 ok." in text
+    rows = (work / "report" / "coverage.csv").read_text().splitlines()
+    assert rows[0].startswith("group,matrix_cells,run,ok,degraded,crash,skipped,missing,not_in_run")
+    assert rows[1].startswith("eager,4,2,2,0,0,0,0,2,")

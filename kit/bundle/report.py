@@ -133,6 +133,24 @@ COSCHEDULE_NOTE = (
     "cell's own neighbours are `co_scheduled` in results/statuses.jsonl, and the claims do "
     "not pool cells measured alone with cells measured beside a busy neighbour."
 )
+COVERAGE_NOTE = (
+    "Every group of the run's matrix (matrix/source.yaml): its cells, how many this run "
+    "covers (a cell run with overrides such as --device or --reps covers its matrix cell), "
+    "their final statuses, and the commonest reason of the group's skipped or crashed cells. "
+    "`not in run`: cells the run's selection left out. Per cell: `problem_cells.csv`."
+)
+COVERAGE_COLUMNS: list[Column] = [
+    ("group", "group", None),
+    ("matrix_cells", "matrix cells", None),
+    ("run", "run", None),
+    ("ok", "ok", None),
+    ("degraded", "degraded", None),
+    ("crash", "crash", None),
+    ("skipped", "skipped", None),
+    ("missing", "missing", None),
+    ("not_in_run", "not in run", None),
+    ("commonest_reason", "commonest reason (skipped, crash)", None),
+]
 PUBLISHED_NOTE = (
     "Each published entry covers the matrix cells of its group that match its fields "
     "(matrix/source.yaml). A ratio is given only when the run measured every one of them; "
@@ -244,6 +262,7 @@ def render_report(
     energy = report_tables.energy_by_backend(data)
     oneoff = report_tables.oneoff_energy_by_backend(data)
     problems = report_tables.problem_cells(data)
+    covered, coverage_notes = report_tables.coverage(data)
     integrity = report_tables.integrity_summary(data)
     figures: dict[str, str | None] = {}
     if with_plots:
@@ -262,6 +281,13 @@ def render_report(
 
         md += ["## Claims", "", CLAIMS_NOTE, "", render_markdown(claims)]
         (out_dir / "claims.json").write_text(dumps(claims), encoding="utf-8")
+    if covered:
+        total = {k: sum(r[k] for r in covered) for k in ("matrix_cells", "run", "ok")}
+        md += ["## Coverage of the matrix", "", COVERAGE_NOTE, ""]
+        md += [f"{total['run']} of the matrix's {total['matrix_cells']} cells in this run, "
+               f"{total['ok']} ok.", ""]  # fmt: skip
+        md += [md_table(covered, COVERAGE_COLUMNS)]
+        md += [f"- {n}" for n in coverage_notes] + ([""] if coverage_notes else [])
     line, rows = data.coschedule
     md += ["## Co-scheduling", "", f"{line or 'exclusive: one group at a time'}.", ""]
     if rows:
@@ -309,6 +335,8 @@ def render_report(
     write_csv(out_dir / "energy_by_backend.csv", energy, stamp)
     write_csv(out_dir / "oneoff_energy_by_backend.csv", oneoff, stamp)
     write_csv(out_dir / "problem_cells.csv", problems, stamp)
+    if covered:
+        write_csv(out_dir / "coverage.csv", covered, stamp)
     if rows:
         write_csv(out_dir / "co_scheduling.csv", rows, stamp)
 

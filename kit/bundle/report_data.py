@@ -98,6 +98,9 @@ class ReportData:
     verification: str | None = None  # kit.bundle.reader.Opened.stamp of where it was read
     # kit.stats.coschedule: the sentence and the table rows of the report's Co-scheduling
     coschedule: tuple[str, list[dict[str, Any]]] = ("", [])
+    # every cell matrix/source.yaml defines (dataclasses.asdict of kit.matrix.Cell), in matrix
+    # order; None when the file does not load here (the report's coverage is then unknown)
+    matrix_cells: list[dict[str, Any]] | None = None
 
     def cell_fields(self, cid: str) -> dict[str, Any]:
         return self.cells.get(cid, {"id": cid})
@@ -125,7 +128,9 @@ def _ok_latencies(source: Source) -> dict[tuple[str, str], list[float]]:
     return values
 
 
-def _published(source: Source, notes: list[str]) -> list[dict[str, Any]]:
+def _published(
+    source: Source, planned: list[dict[str, Any]] | None, notes: list[str]
+) -> list[dict[str, Any]]:
     if "matrix/source.yaml" not in source:
         notes.append("no matrix/source.yaml: published values unavailable")
         return []
@@ -137,7 +142,6 @@ def _published(source: Source, notes: list[str]) -> list[dict[str, Any]]:
         notes.append(f"matrix/source.yaml does not parse ({err}): published values unavailable")
         return []
     found = []
-    planned = _matrix_cells(source.read("matrix/source.yaml"), notes)
     groups = spec.get("groups") if isinstance(spec, dict) else None
     for group in groups or []:
         for entry in (group or {}).get("published") or []:
@@ -186,13 +190,18 @@ def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportDat
         manifest = json.loads(source.read("manifest.json"))
     cells_list = json.loads(source.read("matrix/cells.json"))
     env = _env_records(source, notes)
+    planned = (
+        _matrix_cells(source.read("matrix/source.yaml"), notes)
+        if "matrix/source.yaml" in source
+        else None
+    )
     return ReportData(
         manifest=dict(manifest),
         cells={str(c["id"]): c for c in cells_list},
         statuses={str(r["cell"]): r for r in jsonl_rows(source, "results/statuses.jsonl")},
         summary=csv_rows(source, "results/cell_summary.csv"),
         ok_ms=_ok_latencies(source),
-        published=_published(source, notes),
+        published=_published(source, planned, notes),
         energy=csv_rows(source, "results/cell_energy.csv"),
         oneoff=csv_rows(source, "results/oneoff_energy.csv"),
         window_energy=csv_rows(source, "results/cell_window_energy.csv"),
@@ -203,6 +212,7 @@ def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportDat
         notes=notes,
         env=env,
         coschedule=_coschedule(source, env.get("run")),
+        matrix_cells=planned,
     )
 
 

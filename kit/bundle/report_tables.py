@@ -276,3 +276,82 @@ def integrity_summary(data: ReportData) -> list[dict[str, Any]]:
         }
         for name in names
     ]
+
+
+# What `kit run` may change in a cell without making it another cell of the matrix (its
+# overrides): a run cell covers the matrix cell that equals it on every other field.
+OVERRIDE_FIELDS = ("id", "device", "repetitions", "warmup", "max_new_tokens", "until_ci_pct",
+                   "max_reps")  # fmt: skip
+STATUS_RANK = ("ok", "degraded", "crash", "skipped", "missing")
+
+
+def _cover_key(fields: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps({k: v for k, v in fields.items() if k not in OVERRIDE_FIELDS},
+                      sort_keys=True, default=str)  # fmt: skip
+
+
+def coverage(data: ReportData) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per group of the matrix: its cells, how many this run covers, their final
+    statuses, and the commonest reason of its skipped or crashed cells; plus notes. Empty when
+    the matrix file does not load here."""
+    if data.matrix_cells is None:
+        return [], []
+    import dataclasses
+
+    from kit.matrix import Cell
+
+    statuses: dict[str, str] = {}  # cover key -> the best status among the run's cells
+    reasons: dict[str, list[str]] = {}
+    unmatched = 0
+    by_key: dict[str, str] = {}
+    for cell in data.matrix_cells:
+        by_key.setdefault(_cover_key(cell), str(cell.get("group")))
+    for cid, fields in data.cells.items():
+        try:
+            full = dataclasses.asdict(Cell.from_dict(fields))
+        except (TypeError, ValueError):  # a cell of another kit version
+            full = dict(fields)
+        key = _cover_key(full)
+        if key not in by_key:
+            unmatched += 1
+            continue
+        status = str((data.statuses.get(cid) or {}).get("status") or "missing")
+        if status not in STATUS_RANK:
+            status = "missing"
+        best = statuses.get(key)
+        if best is None or STATUS_RANK.index(status) < STATUS_RANK.index(best):
+            statuses[key] = status
+        if status in ("skipped", "crash"):
+            why = "; ".join((data.statuses.get(cid) or {}).get("reasons") or [])
+            reasons.setdefault(key, []).append(why)
+    groups: dict[str, dict[str, Any]] = {}
+    for cell in data.matrix_cells:
+        group = str(cell.get("group"))
+        row = groups.setdefault(group, {"group": group, "matrix_cells": 0, "run": 0,
+                                        **{s: 0 for s in STATUS_RANK}, "not_in_run": 0,
+                                        "_why": Counter()})  # fmt: skip
+        key = _cover_key(cell)
+        row["matrix_cells"] += 1
+        if key not in statuses:
+            row["not_in_run"] += 1
+            continue
+        row["run"] += 1
+        row[statuses[key]] += 1
+        for why in reasons.get(key, []):
+            row["_why"][why[:160] if why else "(no reason recorded)"] += 1
+    rows = []
+    for row in groups.values():
+        why = row.pop("_why")
+        row["commonest_reason"] = (
+            f"{why.most_common(1)[0][0]} ({why.most_common(1)[0][1]} cells)" if why else ""
+        )
+        rows.append(row)
+    notes = []
+    if unmatched:
+        notes.append(
+            f"{unmatched} cells of this run match no cell of matrix/source.yaml (the matrix "
+            "file changed after they ran, or they came from another matrix)"
+        )
+    return rows, notes
