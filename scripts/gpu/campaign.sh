@@ -15,6 +15,17 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 source scripts/gpu/onnx_site.sh  # ONNX Runtime cells: the carried onnx wheels, when present
+# llama.cpp cells: the CUDA llama-cpp-python that scripts/gpu/llamacpp_h200.sh built and
+# installed on this machine in an earlier call (ignored folders stay on a warm machine), and
+# the GPT-2 tokenizer files its GGUF export needs (carried in .whl/llamacpp-h200).
+if [[ -d .whl/llamacpp-h200-site/llama_cpp ]]; then
+  export PYTHONPATH="$PYTHONPATH:$PWD/.whl/llamacpp-h200-site"
+fi
+for d in .whl/llamacpp-h200/gpt2-tokenizer ../shared/data/gpt2-tokenizer; do
+  if [[ -z ${KIT_GPT2_TOKENIZER_DIR:-} && -f $d/vocab.json ]]; then
+    export KIT_GPT2_TOKENIZER_DIR="$(cd "$d" && pwd)"
+  fi
+done
 export KIT_CACHE=${KIT_CACHE:-/tmp/kit-cache}
 OUT=${OUT:-/tmp/kit-campaign}
 RUNS=/tmp/kit-runs
@@ -38,7 +49,7 @@ for arg in "$@"; do
   names+=("$name")
   t=$(( $(left) - 25 ))
   if (( t < 30 )); then log "no time left for $name"; continue; fi
-  log "run $name: --matrix $matrix --select '$select' ${extra:-}(timeout $t s)"
+  log "run $name: --matrix $matrix --select '$select' ${extra:+$extra }(timeout $t s)"
   resume=()
   [[ -f $RUNS/$name/run.json ]] && resume=(--resume "$RUNS/$name")
   if ((${#resume[@]})); then
@@ -48,7 +59,11 @@ for arg in "$@"; do
       --weights random --group-timeout 600 --yes "${extra_args[@]}" --out "$RUNS/$name" 2>&1 | tail -n 6
   fi
 done
-log "packing ${names[*]}"
-tar -C "$RUNS" --exclude='compile-cache*' --exclude='input-*.json' -czf "$OUT/runs.tar.gz" "${names[@]}"
+made=()  # a run that planned nothing (e.g. --skip-done found every cell done) has no folder
+for n in "${names[@]}"; do [[ -d $RUNS/$n ]] && made+=("$n"); done
+log "packing ${made[*]:-nothing}"
+if ((${#made[@]})); then
+  tar -C "$RUNS" --exclude='compile-cache*' --exclude='input-*.json' -czf "$OUT/runs.tar.gz" "${made[@]}"
+fi
 ls -la "$OUT"
 log "done"
