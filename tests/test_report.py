@@ -249,3 +249,38 @@ def test_report_names_each_measuring_stack_and_its_locked_image(tmp_path: Path) 
         "- stack: torch 2.11.0+cu130, triton 3.5.1, transformers 5.17.0, CUDA 13.0, host stack, no image"
         in report
     )
+
+
+def test_coverage_counts_a_cell_run_with_overrides_as_its_matrix_cell(tr126_run) -> None:
+    """`Coverage of the matrix`: a cell run with --device/--reps covers its matrix cell; two run
+    cells of one matrix cell count once, with the better status; a cell of no matrix cell is a
+    note, not a count."""
+    from kit.bundle.reader import open_verified
+    from kit.bundle.report_tables import coverage
+    from kit.matrix import load_matrix, parse_selection, select_cells
+
+    with open_verified(tr126_run.path) as opened:
+        data = load(opened.source, opened.manifest)
+    first, second = select_cells(load_matrix("tr126").cells, parse_selection(
+        "group=phase2-dynamic,model=gpt2-25m,backend=transformers-eager,scenario=single_micro"))  # fmt: skip
+    runs = [
+        (first.replace(device="cpu", repetitions=3), "crash", ["exception: boom"]),
+        (first.replace(repetitions=5), "ok", []),
+        (second, "skipped", ["not here"]),
+        (second.replace(model="gpt2-nope"), "ok", []),
+    ]
+    data = dataclasses.replace(
+        data,
+        cells={c.id: c.to_dict() for c, _, _ in runs},
+        statuses={c.id: {"status": s, "reasons": r} for c, s, r in runs},
+    )
+    rows, notes = coverage(data)
+    row = next(r for r in rows if r["group"] == "phase2-dynamic")
+    assert (row["matrix_cells"], row["run"], row["ok"], row["crash"], row["skipped"]) == (
+        108, 2, 1, 0, 1)  # fmt: skip
+    assert row["not_in_run"] == 106 and row["commonest_reason"].endswith("(1 cells)")
+    assert sum(r["run"] for r in rows) == 2
+    assert notes == [
+        "1 cells of this run match no cell of matrix/source.yaml (the matrix file changed "
+        "after they ran, or they came from another matrix)"
+    ]
