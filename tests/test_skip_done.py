@@ -101,3 +101,9 @@ def test_skip_done_runs_what_is_left_and_the_pieces_merge(tmp_path: Path) -> Non
     rows = (work / "report" / "coverage.csv").read_text().splitlines()
     assert rows[0].startswith("group,matrix_cells,run,ok,degraded,crash,skipped,missing,not_in_run")
     assert rows[1].startswith("eager,4,2,2,0,0,0,0,2,")
+
+    # --until-ci gives the cells a max_reps (part of their ids): a cell run that way is found.
+    args = ("--select", "prompt_index=0,mode=prefill", "--until-ci", "50")
+    assert kit(work, *run, *args, "--out", "adaptive").returncode == 0
+    again = kit(work, *run, *args, "--skip-done", "adaptive", "--out", "adaptive-again")
+    assert again.returncode != 0 and "every one of the 1 selected cells" in again.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +45,22 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     if not path.exists():
         return
     with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                yield value
+        yield from jsonl_objects(f)
+
+
+def jsonl_objects(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of JSONL lines, skipping blank and damaged lines (a crash mid-write
+    leaves half a line)."""
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            yield value
 
 
 def finished_cells(run_dir: Path) -> dict[str, dict[str, Any]]:

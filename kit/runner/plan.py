@@ -97,12 +97,6 @@ def plan(request: RunRequest) -> Plan:
                 f"--{name.replace('_', '-')} {value!r} is out of range", "give a positive integer"
             )
     cells = [cell.replace(**request.overrides()) for cell in cells]
-    skipped: list[dict[str, Any]] = []
-    if request.skip_done:
-        from kit.runner.skipdone import skip_done
-
-        cells, skipped = skip_done(cells, matrix.id, request.skip_done)
-    check_duration(cells, request.yes)
 
     if request.max_reps is not None and request.until_ci_pct is None:
         raise KitError("--max-reps needs --until-ci PCT", "e.g. --until-ci 2 --max-reps 200")
@@ -115,6 +109,12 @@ def plan(request: RunRequest) -> Plan:
             )
         # without --max-reps: up to five times the planned repetitions
         cells = [c if c.max_reps else c.replace(max_reps=5 * c.repetitions) for c in cells]
+    skipped: list[dict[str, Any]] = []
+    if request.skip_done:  # on the final cells: their ids hash every override
+        from kit.runner.skipdone import skip_done
+
+        cells, skipped = skip_done(cells, matrix.id, request.skip_done)
+    check_duration(cells, request.yes)
     return Plan(matrix, order_cells(cells, request.order, request.order_seed), skipped)
 
 

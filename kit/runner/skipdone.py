@@ -16,30 +16,25 @@ from typing import Any
 
 from kit.errors import KitError
 from kit.matrix import Cell
+from kit.runner.journal import finished_cells, jsonl_objects
 from kit.runner.merge import FINAL_STATUSES
 
 
-def _finals(lines: bytes | str) -> set[str]:
-    last: dict[str, Any] = {}
-    for line in (lines.decode() if isinstance(lines, bytes) else lines).splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if isinstance(rec, dict) and "cell" in rec:
-                last[str(rec["cell"])] = rec.get("status")
-    return {cell for cell, status in last.items() if status in FINAL_STATUSES}
+def _done(last: dict[str, dict[str, Any]]) -> set[str]:
+    """The cells whose last record (cell id -> record) has a final status."""
+    return {str(cell) for cell, rec in last.items() if rec.get("status") in FINAL_STATUSES}
 
 
 def _read(path: Path) -> tuple[dict[str, Any], set[str], str | None]:
     """(run.json, ids of cells with a final result, the bundle's content hash or None)."""
     if path.is_dir():
-        run_json, cells = path / "run.json", path / "cells.jsonl"
+        run_json = path / "run.json"
         if not run_json.is_file():
             raise KitError(
                 f"--skip-done {path}: not a run directory (no run.json)",
                 "give the --out folder of an earlier `kit run`, or its bundle",
             )
-        text = cells.read_text(encoding="utf-8") if cells.is_file() else ""
-        return json.loads(run_json.read_text(encoding="utf-8")), _finals(text), None
+        return json.loads(run_json.read_text(encoding="utf-8")), _done(finished_cells(path)), None
     from kit.bundle.reader import open_verified
 
     try:
@@ -51,7 +46,9 @@ def _read(path: Path) -> tuple[dict[str, Any], set[str], str | None]:
                     "give the run directory it was made from",
                 )
             header = json.loads(opened.source.read("run.json"))
-            done = _finals(opened.source.read("results/cells-raw.jsonl"))
+            text = opened.source.read("results/cells-raw.jsonl").decode("utf-8", "replace")
+            records = jsonl_objects(text.splitlines())
+            done = _done({r["cell"]: r for r in records if "cell" in r})
             manifest = json.loads(opened.source.read("manifest.json"))
     except KitError as err:
         hint = err.hint
