@@ -7,6 +7,8 @@ cell the entry matches, with a seeded percentile-bootstrap 95% CI.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections import Counter, defaultdict
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from kit.bundle.report_data import ReportData, _entry_matches, num
+from kit.matrix import Cell
+from kit.matrix.cell import RUN_OVERRIDES
 from kit.stats import bootstrap_ci, ratio_of_medians_ci
 
 RESAMPLES = 1000  # TR147's count; seed 42 (kit.stats default)
@@ -278,18 +282,15 @@ def integrity_summary(data: ReportData) -> list[dict[str, Any]]:
     ]
 
 
-# What `kit run` may change in a cell without making it another cell of the matrix (its
-# overrides): a run cell covers the matrix cell that equals it on every other field.
-OVERRIDE_FIELDS = ("id", "device", "repetitions", "warmup", "max_new_tokens", "until_ci_pct",
-                   "max_reps")  # fmt: skip
 STATUS_RANK = ("ok", "degraded", "crash", "skipped", "missing")
 
 
 def _cover_key(fields: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps({k: v for k, v in fields.items() if k not in OVERRIDE_FIELDS},
-                      sort_keys=True, default=str)  # fmt: skip
+    """A cell's fields without its id and `kit run`'s overrides: a run cell covers the matrix
+    cell with the same key."""
+    skip = ("id", *RUN_OVERRIDES)
+    return json.dumps({k: v for k, v in fields.items() if k not in skip}, sort_keys=True,
+                      default=str)  # fmt: skip
 
 
 def coverage(data: ReportData) -> tuple[list[dict[str, Any]], list[str]]:
@@ -298,23 +299,18 @@ def coverage(data: ReportData) -> tuple[list[dict[str, Any]], list[str]]:
     the matrix file does not load here."""
     if data.matrix_cells is None:
         return [], []
-    import dataclasses
-
-    from kit.matrix import Cell
-
+    matrix_keys = [_cover_key(cell) for cell in data.matrix_cells]
+    known = set(matrix_keys)
     statuses: dict[str, str] = {}  # cover key -> the best status among the run's cells
     reasons: dict[str, list[str]] = {}
     unmatched = 0
-    by_key: dict[str, str] = {}
-    for cell in data.matrix_cells:
-        by_key.setdefault(_cover_key(cell), str(cell.get("group")))
     for cid, fields in data.cells.items():
         try:
             full = dataclasses.asdict(Cell.from_dict(fields))
         except (TypeError, ValueError):  # a cell of another kit version
             full = dict(fields)
         key = _cover_key(full)
-        if key not in by_key:
+        if key not in known:
             unmatched += 1
             continue
         status = str((data.statuses.get(cid) or {}).get("status") or "missing")
@@ -327,12 +323,11 @@ def coverage(data: ReportData) -> tuple[list[dict[str, Any]], list[str]]:
             why = "; ".join((data.statuses.get(cid) or {}).get("reasons") or [])
             reasons.setdefault(key, []).append(why)
     groups: dict[str, dict[str, Any]] = {}
-    for cell in data.matrix_cells:
+    for cell, key in zip(data.matrix_cells, matrix_keys, strict=True):
         group = str(cell.get("group"))
         row = groups.setdefault(group, {"group": group, "matrix_cells": 0, "run": 0,
                                         **{s: 0 for s in STATUS_RANK}, "not_in_run": 0,
                                         "_why": Counter()})  # fmt: skip
-        key = _cover_key(cell)
         row["matrix_cells"] += 1
         if key not in statuses:
             row["not_in_run"] += 1

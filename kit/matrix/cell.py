@@ -10,6 +10,11 @@ from typing import Any
 
 from kit.matrix.backends import backend_ids
 
+# The cell fields `kit run` may override (--device, --reps, --warmup, --max-new-tokens,
+# --until-ci, --max-reps): an overridden cell is another cell (its id hashes them) that stands
+# for the same matrix cell.
+RUN_OVERRIDES = ("device", "repetitions", "warmup", "max_new_tokens", "until_ci_pct", "max_reps")
+
 BACKENDS = backend_ids()  # builtin/backends.yaml: the backends as data
 DEVICES = ("cpu", "cuda")
 MODES = ("prefill", "kv_decode", "e2e_kv", "generate")

@@ -11,6 +11,7 @@ from typing import Any
 
 from kit.errors import KitError
 from kit.matrix import Cell, Matrix, load_matrix, parse_selection, select_cells
+from kit.matrix.cell import RUN_OVERRIDES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +53,7 @@ class RunRequest:
     skip_done: tuple[str, ...] = ()
 
     def overrides(self) -> dict[str, Any]:
-        fields = ("device", "repetitions", "warmup", "max_new_tokens", "until_ci_pct", "max_reps")
-        return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in RUN_OVERRIDES if getattr(self, k) is not None}
 
 
 @dataclasses.dataclass(frozen=True)
