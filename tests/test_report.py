@@ -115,8 +115,8 @@ def test_eager_vs_compiled_family_and_problem_cells(tr126_run, tmp_path: Path) -
     family = {(r["model"], r["backend"]): r for r in _csv(out / "gpt2_family.csv")}
     assert family[("gpt2-50m", "transformers-eager")]["n_layer"] == "8"
     problems = _csv(out / "problem_cells.csv")
-    assert [(p["status"], p["reasons"]) for p in problems] == [
-        ("crash", "child killed by signal 9")
+    assert [(p["status"], p["group"], p["reasons"]) for p in problems] == [
+        ("crash", "phase2-dynamic", "child killed by signal 9")
     ]
 
 
@@ -274,12 +274,17 @@ def test_coverage_counts_a_cell_run_with_overrides_as_its_matrix_cell(tr126_run)
         cells={c.id: c.to_dict() for c, _, _ in runs},
         statuses={c.id: {"status": s, "reasons": r} for c, s, r in runs},
     )
-    rows, notes = coverage(data)
+    rows, notes, uncovered = coverage(data)
     row = next(r for r in rows if r["group"] == "phase2-dynamic")
     assert (row["matrix_cells"], row["run"], row["ok"], row["crash"], row["skipped"]) == (
         108, 2, 1, 0, 1)  # fmt: skip
     assert row["not_in_run"] == 106 and row["commonest_reason"].endswith("(1 cells)")
     assert sum(r["run"] for r in rows) == 2
+    # every other matrix cell is listed once, by its matrix id; the two covered ones are not
+    all_ids = [c.id for c in load_matrix("tr126").cells]
+    assert [u["matrix_cell"] for u in uncovered] == [i for i in all_ids
+                                                      if i not in (first.id, second.id)]  # fmt: skip
+    assert uncovered[0]["group"] and set(uncovered[0]) >= {"model", "backend", "mode"}
     assert notes == [
         "1 cells of this run match no cell of matrix/source.yaml (the matrix file changed "
         "after they ran, or they came from another matrix)"

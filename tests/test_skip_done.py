@@ -101,6 +101,15 @@ def test_skip_done_runs_what_is_left_and_the_pieces_merge(tmp_path: Path) -> Non
     rows = (work / "report" / "coverage.csv").read_text().splitlines()
     assert rows[0].startswith("group,matrix_cells,run,ok,degraded,crash,skipped,missing,not_in_run")
     assert rows[1].startswith("eager,4,2,2,0,0,0,0,2,")
+    # ... and names each matrix cell it does not cover, by the id `kit matrix show` prints.
+    shown = kit(work, "matrix", "show", "tiny.yaml", "--select", "prompt_index=1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    left = sorted(c["id"] for c in json.loads(shown.stdout))
+    lines = (work / "report" / "not_in_run.csv").read_text().splitlines()
+    assert lines[0] == ("matrix_cell,group,model,backend,mode,scenario,dtype,quantization,"
+                        "batch_size,token_len,prompt_index")  # fmt: skip
+    assert sorted(line.split(",")[0] for line in lines[1:]) == left and len(left) == 2
+    assert all(line.split(",")[-1] == "1" for line in lines[1:])
 
     # --until-ci gives the cells a max_reps (part of their ids): a cell run that way is found.
     args = ("--select", "prompt_index=0,mode=prefill", "--until-ci", "50")

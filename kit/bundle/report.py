@@ -59,10 +59,16 @@ def md_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]], stamp: str | None = None) -> None:
-    """A CSV of `rows`; `stamp` (an UNVERIFIED line) comes first, before the header row."""
+def write_csv(
+    path: Path,
+    rows: list[dict[str, Any]],
+    stamp: str | None = None,
+    columns: list[str] | None = None,
+) -> None:
+    """A CSV of `rows`; `stamp` (an UNVERIFIED line) comes first, before the header row.
+    `columns` names the header when `rows` may be empty (else the first row's keys)."""
     path = inside(path.parent, path.name)
-    columns = list(rows[0]) if rows else ["empty"]
+    columns = columns or (list(rows[0]) if rows else ["empty"])
     with path.open("w", newline="", encoding="utf-8") as fh:
         if stamp:
             fh.write(stamp.replace("\n", " ") + "\n")
@@ -137,7 +143,9 @@ COVERAGE_NOTE = (
     "Every group of the run's matrix (matrix/source.yaml): its cells, how many this run "
     "covers (a cell run with overrides such as --device or --reps covers its matrix cell), "
     "their final statuses, and the commonest reason of the group's skipped or crashed cells. "
-    "`not in run`: cells the run's selection left out. Per cell: `problem_cells.csv`."
+    "`not in run`: cells the run's selection left out. Per cell: `problem_cells.csv` (each "
+    "run cell without an ok result, with its reasons) and `not_in_run.csv` (each matrix cell "
+    "the run does not cover, with its matrix id: `kit matrix show MATRIX --json` lists them)."
 )
 COVERAGE_COLUMNS: list[Column] = [
     ("group", "group", None),
@@ -262,7 +270,7 @@ def render_report(
     energy = report_tables.energy_by_backend(data)
     oneoff = report_tables.oneoff_energy_by_backend(data)
     problems = report_tables.problem_cells(data)
-    covered, coverage_notes = report_tables.coverage(data)
+    covered, coverage_notes, uncovered = report_tables.coverage(data)
     integrity = report_tables.integrity_summary(data)
     figures: dict[str, str | None] = {}
     if with_plots:
@@ -321,7 +329,7 @@ def render_report(
     md += [f"Throttle intervals: {len(data.throttle)}", ""]
     md += ["## Degraded, crashed, skipped and missing cells", ""]
     md += [md_table(problems, [(k, k, None) for k in
-                               ("cell", "status", "model", "backend", "mode", "scenario", "reasons")])]  # fmt: skip
+                               ("cell", "status", "group", "model", "backend", "mode", "scenario", "reasons")])]  # fmt: skip
     md += ["## Integrity checks", ""]
     md += [md_table(integrity, [(k, k, None) for k in ("check", "pass", "fail", "unknown")])]
     md += ["Every check per cell: `integrity/checks.csv` in the bundle.", ""]
@@ -337,6 +345,8 @@ def render_report(
     write_csv(out_dir / "problem_cells.csv", problems, stamp)
     if covered:
         write_csv(out_dir / "coverage.csv", covered, stamp)
+        write_csv(out_dir / "not_in_run.csv", uncovered, stamp,
+                  ["matrix_cell", *report_tables.NOT_IN_RUN_FIELDS])  # fmt: skip
     if rows:
         write_csv(out_dir / "co_scheduling.csv", rows, stamp)
 

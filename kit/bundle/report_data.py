@@ -98,8 +98,8 @@ class ReportData:
     verification: str | None = None  # kit.bundle.reader.Opened.stamp of where it was read
     # kit.stats.coschedule: the sentence and the table rows of the report's Co-scheduling
     coschedule: tuple[str, list[dict[str, Any]]] = ("", [])
-    # every cell matrix/source.yaml defines (dataclasses.asdict of kit.matrix.Cell), in matrix
-    # order; None when the file does not load here (the report's coverage is then unknown)
+    # every cell matrix/source.yaml defines (dataclasses.asdict of kit.matrix.Cell, with its
+    # id), in matrix order; None when the file does not load here (the report's coverage is then unknown)
     matrix_cells: list[dict[str, Any]] | None = None
 
     def cell_fields(self, cid: str) -> dict[str, Any]:
@@ -180,7 +180,7 @@ def _matrix_cells(text: bytes, notes: list[str]) -> list[dict[str, Any]] | None:
             "the share of each published entry's cells that ran is unknown"
         )
         return None
-    return [dataclasses.asdict(c) for c in matrix.cells]
+    return [{**dataclasses.asdict(c), "id": c.id} for c in matrix.cells]
 
 
 def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportData:

@@ -258,6 +258,7 @@ def problem_cells(data: ReportData) -> list[dict[str, Any]]:
             {
                 "cell": cid,
                 "status": status.get("status"),
+                "group": cell.get("group"),
                 "model": cell.get("model"),
                 "backend": cell.get("backend"),
                 "mode": cell.get("mode"),
@@ -293,12 +294,19 @@ def _cover_key(fields: dict[str, Any]) -> str:
                       default=str)  # fmt: skip
 
 
-def coverage(data: ReportData) -> tuple[list[dict[str, Any]], list[str]]:
+NOT_IN_RUN_FIELDS = ("group", "model", "backend", "mode", "scenario", "dtype", "quantization",
+                     "batch_size", "token_len", "prompt_index")  # fmt: skip
+
+
+def coverage(
+    data: ReportData,
+) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
     """One row per group of the matrix: its cells, how many this run covers, their final
-    statuses, and the commonest reason of its skipped or crashed cells; plus notes. Empty when
-    the matrix file does not load here."""
+    statuses, and the commonest reason of its skipped or crashed cells; plus notes; plus one
+    row per matrix cell the run does not cover (its matrix id and identifying fields, in
+    matrix order). Empty when the matrix file does not load here."""
     if data.matrix_cells is None:
-        return [], []
+        return [], [], []
     matrix_keys = [_cover_key(cell) for cell in data.matrix_cells]
     known = set(matrix_keys)
     statuses: dict[str, str] = {}  # cover key -> the best status among the run's cells
@@ -323,6 +331,7 @@ def coverage(data: ReportData) -> tuple[list[dict[str, Any]], list[str]]:
             why = "; ".join((data.statuses.get(cid) or {}).get("reasons") or [])
             reasons.setdefault(key, []).append(why)
     groups: dict[str, dict[str, Any]] = {}
+    uncovered: list[dict[str, Any]] = []
     for cell, key in zip(data.matrix_cells, matrix_keys, strict=True):
         group = str(cell.get("group"))
         row = groups.setdefault(group, {"group": group, "matrix_cells": 0, "run": 0,
@@ -331,6 +340,8 @@ def coverage(data: ReportData) -> tuple[list[dict[str, Any]], list[str]]:
         row["matrix_cells"] += 1
         if key not in statuses:
             row["not_in_run"] += 1
+            uncovered.append({"matrix_cell": cell.get("id", ""),
+                              **{k: cell.get(k) for k in NOT_IN_RUN_FIELDS}})  # fmt: skip
             continue
         row["run"] += 1
         row[statuses[key]] += 1
@@ -349,4 +360,4 @@ def coverage(data: ReportData) -> tuple[list[dict[str, Any]], list[str]]:
             f"{unmatched} cells of this run match no cell of matrix/source.yaml (the matrix "
             "file changed after they ran, or they came from another matrix)"
         )
-    return rows, notes
+    return rows, notes, uncovered
