@@ -134,6 +134,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--yes", action="store_true", help="run a selection estimated to take over 24 h"
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (groups, cells, estimate; what --skip-done leaves out) and stop: "
+        "nothing runs, no directory is written, --out is not needed",
+    )
 
 
 def _default_runner() -> str:
@@ -180,6 +186,11 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if args.dry_run and args.resume:
+        raise KitError(
+            "--dry-run plans a new run; --resume continues one",
+            f"see what is left of a run with `kit status {args.resume}`",
+        )
     if args.resume:
         if args.matrix or args.out or args.skip_done:
             raise KitError(
@@ -190,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
         outcome = resume_run(args.resume, controls, progress)
     else:
         gpus = _gpus(args)
+        if args.dry_run and args.matrix:
+            args.out = args.out or Path("(dry run)")
         if not args.matrix or not args.out:
             raise KitError(
                 "kit run needs --matrix and --out (or --resume RUN_DIR)",
@@ -227,6 +240,9 @@ def run(args: argparse.Namespace) -> int:
             block_reps=args.block_reps,
             skip_done=tuple(str(p) for p in args.skip_done),
         )
+        if args.dry_run:
+            print_dry_run(request)
+            return 0
         progress = ProgressLine()  # its total comes with the run_started event
         outcome = start_run(request, controls, progress)
     progress.close()
@@ -243,3 +259,37 @@ def run(args: argparse.Namespace) -> int:
     print(f"summary: kit summarize {outcome.run_dir}")
     bad = outcome.counts.get("crash", 0) + outcome.counts.get("degraded", 0)
     return int(ExitCode.CELLS_FAILED) if bad else 0
+
+
+def print_dry_run(request: Any) -> None:
+    """`kit run --dry-run`: the cells `kit run` would plan, one line per group in run order,
+    with the estimate; the 24 h confirmation is reported, not raised."""
+    import dataclasses
+
+    from kit.matrix.estimate import LONG_RUN_S, estimate_s, fmt_duration
+    from kit.runner.plan import groups_in_order, plan
+
+    planned = plan(dataclasses.replace(request, yes=True))
+    groups = groups_in_order(planned.cells)
+    rows = []
+    for cells in groups:
+        first = cells[0]
+        compiled = first.backend == "transformers-compile"
+        mode = (first.compile or {}).get("mode", "default") if compiled else "-"
+        rows.append((first.group_id(), str(len(cells)), first.backend, first.model,
+                     first.device, str(mode), fmt_duration(estimate_s(cells, None, None, None, {})[0])))  # fmt: skip
+    head = ("group", "cells", "backend", "model", "device", "compile", "estimate")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for row in [head, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    total = estimate_s(planned.cells, None, None, None, {})[0]
+    print()
+    print(f"{len(planned.cells)} cells of {planned.matrix.id} in {len(groups)} groups; "
+          f"estimate {fmt_duration(total)} (an upper bound: compiles are summed, though "
+          "compiled groups precompile in parallel)")  # fmt: skip
+    for record in planned.skipped_done:
+        print(f"--skip-done {record['path']}: {record['cells_skipped']} selected cells "
+              "already have a final result there")  # fmt: skip
+    if total > LONG_RUN_S and not request.yes:
+        print(f"over {fmt_duration(LONG_RUN_S)}: kit run would ask for --yes")
+    print("dry run: nothing was started and no directory was written")
