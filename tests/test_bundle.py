@@ -107,6 +107,32 @@ def test_statistics_use_the_last_attempt_and_only_ok_samples(run_dir: Path, tmp_
     assert status[cells[2]["id"]] == "fail"
 
 
+def test_prompt_tokens_check_names_cells_tokenized_approximately(tmp_path: Path) -> None:
+    """A cell whose prompt ids were approximate (no tokenizer of its model) fails the
+    `prompt_tokens` check, visibly; exact and server-tokenized cells pass; a journal that
+    does not say (an older kit) adds no row."""
+    run = make_run_dir(tmp_path / "run", n_cells=4, n_samples=4)
+    methods = dict(zip([c["id"] for c in run.cells], ["exact", "approximate", "server"],
+                       strict=False))  # fmt: skip
+    journal = run.path / "journal.jsonl"
+    lines = []
+    for line in journal.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("event") == "cell_started" and event["cell"] in methods:
+            event["token_method"] = methods[event["cell"]]
+        lines.append(json.dumps(event))
+    journal.write_text("\n".join(lines) + "\n")
+    bundle = build_bundle(run.path, tmp_path / "b.tar.gz", report=False).path
+    assert verify_bundle(bundle).problems == []
+    checks = [json.loads(x) for x in _read(bundle, "integrity/checks.jsonl").splitlines()]
+    tokens = {c["cell"]: c for c in checks if c["check"] == "prompt_tokens"}
+    first, second, third, fourth = (c["id"] for c in run.cells)
+    assert tokens[first]["result"] == "pass" and tokens[third]["result"] == "pass"
+    assert tokens[second]["result"] == "fail"
+    assert "no tokenizer of this model was found" in tokens[second]["detail"]
+    assert fourth not in tokens
+
+
 def test_incomplete_run_is_bundled_and_says_so(tmp_path: Path) -> None:
     run = make_run_dir(
         tmp_path / "run", n_cells=3, n_samples=4, statuses=["ok", "incomplete", "not_run"]

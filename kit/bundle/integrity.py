@@ -18,6 +18,17 @@ CHECK_COLUMNS = ("cell", "check", "result", "detail")
 _PROOF_FLAGS = ("passed", "ok", "real_inductor", "verified", "compiled")
 
 
+# How a cell's prompt ids were made (kit.runner.plan.prompt_ids): by the model's own tokenizer,
+# by the server (Ollama tokenizes itself), or approximately (no tokenizer of the model here).
+TOKEN_METHODS_OK = ("exact", "server")
+TOKEN_METHOD_DETAIL = {
+    "exact": "the model's own tokenizer",
+    "server": "the server tokenizes the prompt text itself",
+    "approximate": "approximate: no tokenizer of this model was found, so the prompt's token "
+    "count may differ from what the model's tokenizer gives (the same ids on every backend)",
+}
+
+
 def _row(cell: str, check: str, ok: bool | None, detail: str) -> dict[str, str]:
     result = "unknown" if ok is None else ("pass" if ok else "fail")
     return {"cell": cell, "check": check, "result": result, "detail": detail}
@@ -107,6 +118,10 @@ def derive_checks(
         rows.append(_row(cid, "output_length", bad == 0, f"{bad} of {timed} timed samples"))
         fast = counts["suspicious_fast"]
         rows.append(_row(cid, "plausible_timing", fast == 0, f"{fast} of {timed} timed samples"))
+        method = facts.token_methods.get(cid)
+        if method is not None:
+            rows.append(_row(cid, "prompt_tokens", method in TOKEN_METHODS_OK,
+                             TOKEN_METHOD_DETAIL.get(method, method)))  # fmt: skip
         finished = facts.finished.get(cid, {})
         evidence = finished.get("evidence") if isinstance(finished, dict) else None
         evidence = evidence if isinstance(evidence, dict) else {}

@@ -54,6 +54,9 @@ class JournalFacts:
     phases: dict[tuple[str, str], PhaseAcc] = dataclasses.field(default_factory=dict)
     windows: list[Window] = dataclasses.field(default_factory=list)
     finished: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # cell -> how its prompt ids were made (cell_started's token_method: exact, approximate,
+    # server), from its last attempt
+    token_methods: dict[str, str] = dataclasses.field(default_factory=dict)
     images: set[str] = dataclasses.field(default_factory=set)
     samples_by_status: Counter[str] = dataclasses.field(default_factory=Counter)
     n_events: int = 0
@@ -141,6 +144,8 @@ def _route(
         facts.images.update(_images_of(event))
     elif kind == "cell_started" and isinstance(event.get("t_ns"), int):
         started[cell] = int(event["t_ns"])
+        if isinstance(event.get("token_method"), str):
+            facts.token_methods[cell] = event["token_method"]
         if event.get("continues") is True:
             return  # a fresh process continuing a suspended cell: its samples all count
         attempts[cell] = attempts.get(cell, 0) + 1
