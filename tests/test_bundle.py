@@ -111,9 +111,14 @@ def test_prompt_tokens_check_names_cells_tokenized_approximately(tmp_path: Path)
     """A cell whose prompt ids were approximate (no tokenizer of its model) fails the
     `prompt_tokens` check, visibly; exact and server-tokenized cells pass; a journal that
     does not say (an older kit) adds no row."""
-    run = make_run_dir(tmp_path / "run", n_cells=4, n_samples=4)
-    methods = dict(zip([c["id"] for c in run.cells], ["exact", "approximate", "server"],
-                       strict=False))  # fmt: skip
+    run = make_run_dir(tmp_path / "run", n_cells=5, n_samples=4)
+    cells = json.loads((run.path / "matrix" / "cells.json").read_text())
+    for cell in cells[:4]:  # prompts of a scenario; the fifth stays a TR147 token_len cell:
+        cell["token_len"] = None  # exactly token_len ids, whoever made them
+    (run.path / "matrix" / "cells.json").write_text(json.dumps(cells))
+    methods = dict(zip([c["id"] for c in run.cells],
+                       ["exact", "approximate", "server", "-", "approximate"], strict=True))  # fmt: skip
+    methods = {k: v for k, v in methods.items() if v != "-"}
     journal = run.path / "journal.jsonl"
     lines = []
     for line in journal.read_text().splitlines():
@@ -126,11 +131,12 @@ def test_prompt_tokens_check_names_cells_tokenized_approximately(tmp_path: Path)
     assert verify_bundle(bundle).problems == []
     checks = [json.loads(x) for x in _read(bundle, "integrity/checks.jsonl").splitlines()]
     tokens = {c["cell"]: c for c in checks if c["check"] == "prompt_tokens"}
-    first, second, third, fourth = (c["id"] for c in run.cells)
+    first, second, third, fourth, fifth = (c["id"] for c in run.cells)
     assert tokens[first]["result"] == "pass" and tokens[third]["result"] == "pass"
     assert tokens[second]["result"] == "fail"
     assert "no tokenizer of this model was found" in tokens[second]["detail"]
     assert fourth not in tokens
+    assert tokens[fifth]["result"] == "pass" and "exactly token_len ids" in tokens[fifth]["detail"]
 
 
 def test_incomplete_run_is_bundled_and_says_so(tmp_path: Path) -> None:

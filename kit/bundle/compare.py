@@ -8,11 +8,16 @@ bootstrap CI, Welch's test with Holm's correction over the whole family, TOST eq
 - `B slower` / `B faster`: Holm-adjusted p < alpha and the ratio's CI excludes 1;
 - `inconclusive`: neither;
 - `crash in A` / `crash in B` / `crash in both`: the cell's status (whatever it timed);
-- `no data`: no timed ok samples on a side.
+- `no data`: no timed ok samples on a side;
+- `inputs differ`: the two sides fed the cell prompts of different lengths (e.g. one side had
+  no tokenizer of the model and approximated the ids) or different weights: its timings are
+  not compared (no test, outside Holm's family), whatever else they show. Prompts of the same
+  length whose ids differ are compared (the same shapes, the same work) and counted in a
+  line of their own.
 
 Overall: `portable` when every common cell is equivalent and B crashes no cell A did not;
-`not portable` when a cell is slower or faster beyond the tests or B crashes more; else
-`inconclusive`.
+`not portable` when a cell with the same inputs is slower or faster beyond the tests or B
+crashes more; else `inconclusive` (a cell whose inputs differ never counts as equivalent).
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ class CellComparison:
     status_a: str
     status_b: str
     verdict: str = ""
+    # what differs in the cell's inputs between A and B (CellInputs.differences); empty when
+    # they are the same or a side did not record them
+    inputs_differ: list[str] = dataclasses.field(default_factory=list)
+    same_work: bool = True  # CellInputs.same_work: False leaves the cell uncompared
 
 
 @dataclasses.dataclass
@@ -114,7 +123,7 @@ def compare(a: ReportData, b: ReportData, margin_pct: float = 3.0, names: tuple[
         phases = phases or [str(a.cells[cid].get("mode"))]
         for phase in phases:
             rows.append(_compare_cell(a, b, cid, phase, margin_pct))
-    tested = [r for r in rows if not math.isnan(r.p_welch)]
+    tested = [r for r in rows if not math.isnan(r.p_welch) and r.same_work]
     for row, p in zip(tested, holm([r.p_welch for r in tested]), strict=True):
         row.p_holm = p
     for row in rows:
@@ -148,6 +157,9 @@ def _compare_cell(
         ci_high=nan, p_welch=nan, p_holm=nan, tost_p=nan, equivalent=False,
         status_a=_status(a, cid), status_b=_status(b, cid),
     )  # fmt: skip
+    if cid in a.inputs and cid in b.inputs:
+        row.inputs_differ = a.inputs[cid].differences(b.inputs[cid])
+        row.same_work = a.inputs[cid].same_work(b.inputs[cid])
     if va and vb:
         ratio = ratio_of_medians_ci(vb, va, resamples=RESAMPLES)
         row.ratio, row.ci_low, row.ci_high = ratio.ratio, ratio.low, ratio.high
@@ -159,6 +171,8 @@ def _compare_cell(
 
 
 def _verdict(row: CellComparison) -> str:
+    if not row.same_work:
+        return "inputs differ"
     # A crash decides the verdict even when the cell timed some samples before it.
     crash_a, crash_b = row.status_a == "crash", row.status_b == "crash"
     if crash_a and crash_b:
@@ -206,6 +220,27 @@ def render(result: Comparison) -> str:
         + (f" ({', '.join(result.only_in_a[:8])}{' ...' if len(result.only_in_a) > 8 else ''})" if result.only_in_a else ""),
         f"cells only in B: {len(result.only_in_b)}"
         + (f" ({', '.join(result.only_in_b[:8])}{' ...' if len(result.only_in_b) > 8 else ''})" if result.only_in_b else ""),
+        *_inputs_lines(result),
         f"overall: {result.verdict}",
     ]  # fmt: skip
     return "\n".join(lines)
+
+
+def _inputs_lines(result: Comparison) -> list[str]:
+    """A line each on the common cells fed different inputs on A and B (not compared) and on
+    those fed different ids of the same length (compared), each with an example."""
+    common = len({c.cell for c in result.cells})
+    lines = []
+    for kind, rows, what in (
+        ("inputs differ", [c for c in result.cells if not c.same_work],
+         "prompts of different lengths or different weights on A and B: not compared"),
+        ("same lengths, other ids", [c for c in result.cells if c.same_work and c.inputs_differ],
+         "prompt ids of the same length but other values on A and B: compared (the same "
+         "shapes, the same work)"),
+    ):  # fmt: skip
+        if rows:
+            lines.append(
+                f"{kind}: {len({c.cell for c in rows})} of {common} common cells were fed {what} "
+                f"(e.g. {rows[0].cell}: {'; '.join(rows[0].inputs_differ)})"
+            )
+    return lines

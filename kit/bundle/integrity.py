@@ -27,6 +27,10 @@ TOKEN_METHOD_DETAIL = {
     "approximate": "approximate: no tokenizer of this model was found, so the prompt's token "
     "count may differ from what the model's tokenizer gives (the same ids on every backend)",
 }
+# A token_len cell (TR147's sweeps) gets exactly token_len ids whichever tokenizer made them.
+TOKEN_LEN_DETAIL = (
+    "exactly token_len ids; their values are approximate (no tokenizer of this model was found)"
+)
 
 
 def _row(cell: str, check: str, ok: bool | None, detail: str) -> dict[str, str]:
@@ -119,7 +123,9 @@ def derive_checks(
         fast = counts["suspicious_fast"]
         rows.append(_row(cid, "plausible_timing", fast == 0, f"{fast} of {timed} timed samples"))
         method = facts.token_methods.get(cid)
-        if method is not None:
+        if method == "approximate" and cell.get("token_len") is not None:
+            rows.append(_row(cid, "prompt_tokens", True, TOKEN_LEN_DETAIL))
+        elif method is not None:
             rows.append(_row(cid, "prompt_tokens", method in TOKEN_METHODS_OK,
                              TOKEN_METHOD_DETAIL.get(method, method)))  # fmt: skip
         finished = facts.finished.get(cid, {})

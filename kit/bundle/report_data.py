@@ -77,6 +77,39 @@ def num(text: str | None) -> float:
         return math.nan
 
 
+def _tokens(n: Any) -> str:
+    return f"{n} token" + ("" if n == 1 else "s")
+
+
+@dataclasses.dataclass(frozen=True)
+class CellInputs:
+    """What one cell was fed: its prompt ids (a digest of the last attempt's `prompt_ids`),
+    how they were made, and the weights of its model (model_prepared's sha256)."""
+
+    prompt: str  # sha256 of the JSON of prompt_ids, 16 hex digits
+    tokens_in: Any
+    token_method: str | None
+    weights: str | None  # None: not recorded, or several digests for one model in the run
+
+    def differences(self, other: CellInputs) -> list[str]:
+        """What differs from `other`, in words (empty when the inputs are the same)."""
+        out = []
+        if self.prompt != other.prompt:
+            out.append(
+                f"prompt ids ({_tokens(self.tokens_in)}, {self.token_method or 'unrecorded'} vs "
+                f"{_tokens(other.tokens_in)}, {other.token_method or 'unrecorded'})"
+            )
+        if self.weights and other.weights and self.weights != other.weights:
+            out.append(f"weights (sha256 {self.weights[:12]} vs {other.weights[:12]})")
+        return out
+
+    def same_work(self, other: CellInputs) -> bool:
+        """The same weights (where both recorded them) and prompts of the same length: the
+        same shapes and the same work, even where the ids themselves differ."""
+        weights_differ = bool(self.weights and other.weights and self.weights != other.weights)
+        return not weights_differ and self.tokens_in == other.tokens_in
+
+
 @dataclasses.dataclass
 class ReportData:
     manifest: dict[str, Any]
@@ -98,6 +131,9 @@ class ReportData:
     verification: str | None = None  # kit.bundle.reader.Opened.stamp of where it was read
     # kit.stats.coschedule: the sentence and the table rows of the report's Co-scheduling
     coschedule: tuple[str, list[dict[str, Any]]] = ("", [])
+    # cell -> what it was fed (CellInputs), from the journal; cells the journal does not
+    # describe (an older kit's) are absent
+    inputs: dict[str, CellInputs] = dataclasses.field(default_factory=dict)
     # every cell matrix/source.yaml defines (dataclasses.asdict of kit.matrix.Cell, with its
     # id), in matrix order; None when the file does not load here (the report's coverage is then unknown)
     matrix_cells: list[dict[str, Any]] | None = None
@@ -213,7 +249,56 @@ def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportDat
         env=env,
         coschedule=_coschedule(source, env.get("run")),
         matrix_cells=planned,
+        inputs=_inputs(source, cells_list),
     )
+
+
+def _inputs(source: Source, cells: list[dict[str, Any]]) -> dict[str, CellInputs]:
+    """Each cell's CellInputs from the journal's cell_started (the last attempt's; a process
+    continuing a suspended cell feeds the same ids) and model_prepared events."""
+    import hashlib
+
+    if "results/journal.jsonl" not in source:
+        return {}
+    prompts: dict[str, tuple[str, Any, str | None]] = {}
+    weights: dict[str, set[str]] = {}
+    with source.open("results/journal.jsonl") as fh:
+        for line in fh:
+            if b'"cell_started"' not in line and b'"model_prepared"' not in line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a torn last line
+            if not isinstance(event, dict):
+                continue
+            if event.get("event") == "cell_started" and "prompt_ids" in event:
+                digest = hashlib.sha256(
+                    json.dumps(event["prompt_ids"], separators=(",", ":")).encode()
+                ).hexdigest()[:16]
+                method = event.get("token_method")
+                prompts[str(event.get("cell"))] = (
+                    digest,
+                    event.get("tokens_in"),
+                    method if isinstance(method, str) else None,
+                )
+            elif event.get("event") == "model_prepared":
+                model = event.get("model")
+                model_id = model.get("model_id") if isinstance(model, dict) else None
+                sha = model.get("sha256") if isinstance(model, dict) else None
+                if isinstance(model_id, str) and isinstance(sha, str):
+                    weights.setdefault(model_id, set()).add(sha)
+    out = {}
+    for cell in cells:
+        cid = str(cell.get("id"))
+        if cid not in prompts:
+            continue
+        shas = weights.get(str(cell.get("model")), set())
+        digest, tokens_in, method = prompts[cid]
+        out[cid] = CellInputs(
+            digest, tokens_in, method, next(iter(shas)) if len(shas) == 1 else None
+        )
+    return out
 
 
 def _coschedule(source: Source, run_json: Any) -> tuple[str, list[dict[str, Any]]]:

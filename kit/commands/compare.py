@@ -58,6 +58,13 @@ def run(args: argparse.Namespace) -> int:
 
             print("\nper-claim portability (each side's verdict on the cells it ran):")
             print(render_claims(claims))
+            unequal = len({c.cell for c in result.cells if not c.same_work})
+            if unequal:
+                print(
+                    f"note: {unequal} common cells were fed prompts of different lengths or "
+                    "different weights on A and B (above); a claim pools each side's own "
+                    "cells, so its A and B values may rest on those different inputs"
+                )
     return int(ExitCode.OK)
 
 
