@@ -217,6 +217,29 @@ def test_a_degraded_cell_is_no_evidence_for_its_label(tmp_path: Path) -> None:
     assert {k.key: k.verdict for k in got["mag"].keys}["m1"] == "inconclusive"
 
 
+def test_sides_fed_prompts_of_other_lengths_are_not_compared(tmp_path: Path) -> None:
+    """Cells merged from runs that tokenized differently (one had the model's tokenizer, one
+    approximated it): where A and B ran the same prompt with other token counts, the key is
+    inconclusive whatever its ratio; the same counts with other ids (or unrecorded inputs) stand."""
+    from kit.bundle.report_data import CellInputs
+
+    evidence, path = _planted(tmp_path)
+    by = {(e.cell.model, e.cell.backend, e.cell.group): e for e in evidence.cells.values()}
+    by[("m1", "fast", "g")].inputs = CellInputs("aa", 8, "approximate", None)
+    by[("m1", "slow", "g")].inputs = CellInputs("bb", 9, "exact", None)
+    by[("m2", "fast", "g")].inputs = CellInputs("aa", 8, "approximate", None)
+    by[("m2", "slow", "g")].inputs = CellInputs("cc", 8, "exact", None)
+    got = {r.id: r for r in evaluate(load_claims(path), evidence).results}
+    keys = {k.key: k for k in got["dir"].keys}
+    assert keys["m1"].verdict == "inconclusive"
+    assert keys["m1"].why.startswith(
+        "A and B were fed prompts of other lengths (single_micro#0: 8 vs 9 tokens)"
+    )
+    assert "(on all of them: reproduced," in keys["m1"].why
+    assert keys["m2"].verdict == "reproduced" and "prompts" not in keys["m2"].why
+    assert keys["m3"].verdict == "not reproduced"  # no inputs recorded: as before
+
+
 def test_evidence_reads_each_cells_neighbours_from_the_bundle() -> None:
     import json
 

@@ -249,11 +249,11 @@ def load(source: Source, manifest: Mapping[str, Any] | None = None) -> ReportDat
         env=env,
         coschedule=_coschedule(source, env.get("run")),
         matrix_cells=planned,
-        inputs=_inputs(source, cells_list),
+        inputs=cell_inputs(source, cells_list),
     )
 
 
-def _inputs(source: Source, cells: list[dict[str, Any]]) -> dict[str, CellInputs]:
+def cell_inputs(source: Source, cells: list[dict[str, Any]]) -> dict[str, CellInputs]:
     """Each cell's CellInputs from the journal's cell_started (the last attempt's; a process
     continuing a suspended cell feeds the same ids) and model_prepared events."""
     import hashlib

@@ -30,6 +30,12 @@ def _condition(
     neighbour): cells of both conditions are never pooled, so a mix is inconclusive. A
     degraded cell (what ran was not what its label says, e.g. a compiled frame that fell back
     to eager) is no evidence for its label: any makes the comparison inconclusive."""
+    unequal = _unequal_prompts(a, b)
+    if unequal:
+        return rules.INCONCLUSIVE, (
+            f"A and B were fed prompts of other lengths ({unequal}): not compared "
+            f"(on all of them: {verdict}, {why})"
+        )
     degraded = [e for e in (*a, *b) if e.status == "degraded"]
     if degraded:
         return rules.INCONCLUSIVE, (
@@ -47,6 +53,29 @@ def _condition(
         f"alone are not pooled with them (on all of them: {verdict}, {why})"
     )
     return rules.INCONCLUSIVE, mixed
+
+
+def _unequal_prompts(a: Sequence[CellEvidence], b: Sequence[CellEvidence]) -> str:
+    """The prompts that sides A and B both ran but fed with other token counts (e.g. cells
+    merged from runs of which one had the model's tokenizer and one approximated it), as
+    `scenario#prompt: A vs B tokens`, the first three; empty when none."""
+
+    def lengths(side: Sequence[CellEvidence]) -> dict[tuple[Any, ...], set[str]]:
+        out: dict[tuple[Any, ...], set[str]] = {}
+        for e in side:
+            if e.inputs is not None and e.inputs.token_method != "server":  # a server counts
+                c = e.cell
+                key = (c.scenario, c.prompt_index, c.batch_size, c.token_len)
+                out.setdefault(key, set()).add(str(e.inputs.tokens_in))
+        return out
+
+    la, lb = lengths(a), lengths(b)
+    differ = [
+        f"{k[0]}#{k[1]}: {'/'.join(sorted(la[k]))} vs {'/'.join(sorted(lb[k]))} tokens"
+        for k in la
+        if k in lb and la[k] != lb[k]
+    ]
+    return "; ".join(differ[:3]) + (f"; {len(differ) - 3} more" if len(differ) > 3 else "")
 
 
 @dataclasses.dataclass

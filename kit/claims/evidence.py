@@ -18,7 +18,7 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from kit.bundle.report_data import Source, jsonl_rows
+from kit.bundle.report_data import CellInputs, Source, cell_inputs, jsonl_rows
 from kit.matrix.cell import Cell
 
 CARRIED = "matrix/claims.yaml"  # the claims a bundle carries (kit.bundle.stage adds it)
@@ -36,6 +36,7 @@ class CellEvidence:
     by_status: Counter[str]  # timed samples by status
     first_error: str = ""
     neighbours: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # co_scheduled
+    inputs: CellInputs | None = None  # what it was fed (None: the journal does not say)
 
     @property
     def beside_neighbour(self) -> bool:
@@ -85,7 +86,9 @@ class Evidence:
 def load_evidence(source: Source) -> Evidence:
     """Read a bundle's members into Evidence (raises KeyError/ValueError on a broken bundle)."""
     notes: list[str] = []
-    cells = [Cell.from_dict(c) for c in json.loads(source.read("matrix/cells.json"))]
+    raw_cells = json.loads(source.read("matrix/cells.json"))
+    cells = [Cell.from_dict(c) for c in raw_cells]
+    inputs = cell_inputs(source, raw_cells)
     statuses = {str(r["cell"]): r for r in jsonl_rows(source, "results/statuses.jsonl")}
     samples = _samples(source, {c.id: c.mode for c in cells})
     out: dict[str, CellEvidence] = {}
@@ -100,6 +103,7 @@ def load_evidence(source: Source) -> Evidence:
             by_status=by_status,
             first_error=first_error,
             neighbours=[n for n in row.get("co_scheduled") or [] if isinstance(n, dict)],
+            inputs=inputs.get(cell.id),
         )
     matrix = cells[0].matrix if cells else ""
     gates = {}
