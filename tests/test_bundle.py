@@ -111,13 +111,14 @@ def test_prompt_tokens_check_names_cells_tokenized_approximately(tmp_path: Path)
     """A cell whose prompt ids were approximate (no tokenizer of its model) fails the
     `prompt_tokens` check, visibly; exact and server-tokenized cells pass; a journal that
     does not say (an older kit) adds no row."""
-    run = make_run_dir(tmp_path / "run", n_cells=5, n_samples=4)
+    run = make_run_dir(tmp_path / "run", n_cells=6, n_samples=4, statuses=["ok"] * 5 + ["skipped"])
     cells = json.loads((run.path / "matrix" / "cells.json").read_text())
-    for cell in cells[:4]:  # prompts of a scenario; the fifth stays a TR147 token_len cell:
+    for cell in cells[:4] + cells[5:]:  # prompts of a scenario; the fifth stays a token_len cell:
         cell["token_len"] = None  # exactly token_len ids, whoever made them
     (run.path / "matrix" / "cells.json").write_text(json.dumps(cells))
     methods = dict(zip([c["id"] for c in run.cells],
-                       ["exact", "approximate", "server", "-", "approximate"], strict=True))  # fmt: skip
+                       ["exact", "approximate", "server", "-", "approximate", "approximate"],
+                       strict=True))  # fmt: skip
     methods = {k: v for k, v in methods.items() if v != "-"}
     journal = run.path / "journal.jsonl"
     lines = []
@@ -125,13 +126,17 @@ def test_prompt_tokens_check_names_cells_tokenized_approximately(tmp_path: Path)
         event = json.loads(line)
         if event.get("event") == "cell_started" and event["cell"] in methods:
             event["token_method"] = methods[event["cell"]]
+        if event.get("event") == "cell_finished" and event["status"] == "skipped":
+            lines.append(json.dumps({"event": "cell_started", "cell": event["cell"], "t_ns":
+                event["t_ns"], "prompt_ids": [[1]], "token_method": "approximate"}))  # fmt: skip
         lines.append(json.dumps(event))
     journal.write_text("\n".join(lines) + "\n")
     bundle = build_bundle(run.path, tmp_path / "b.tar.gz", report=False).path
     assert verify_bundle(bundle).problems == []
     checks = [json.loads(x) for x in _read(bundle, "integrity/checks.jsonl").splitlines()]
     tokens = {c["cell"]: c for c in checks if c["check"] == "prompt_tokens"}
-    first, second, third, fourth, fifth = (c["id"] for c in run.cells)
+    first, second, third, fourth, fifth, skipped = (c["id"] for c in run.cells)
+    assert skipped not in tokens  # it never ran its prompt
     assert tokens[first]["result"] == "pass" and tokens[third]["result"] == "pass"
     assert tokens[second]["result"] == "fail"
     assert "no tokenizer of this model was found" in tokens[second]["detail"]

@@ -122,7 +122,8 @@ def derive_checks(
         rows.append(_row(cid, "output_length", bad == 0, f"{bad} of {timed} timed samples"))
         fast = counts["suspicious_fast"]
         rows.append(_row(cid, "plausible_timing", fast == 0, f"{fast} of {timed} timed samples"))
-        method = facts.token_methods.get(cid)
+        # a skipped cell never ran its prompt
+        method = facts.token_methods.get(cid) if status.status != "skipped" else None
         if method == "approximate" and cell.get("token_len") is not None:
             rows.append(_row(cid, "prompt_tokens", True, TOKEN_LEN_DETAIL))
         elif method is not None:
