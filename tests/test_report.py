@@ -90,12 +90,12 @@ def test_published_ratio_only_with_every_matrix_cell_measured() -> None:
     eager = [c for c in cells if c["backend"] == "transformers-eager"]
     assert len(eager) == 9
 
-    def table(measured: list[dict]) -> dict:
+    def table(measured: list[dict], inputs: dict | None = None) -> dict:
         data = ReportData(
             manifest={}, cells={c["id"]: c for c in cells}, statuses={}, summary=[],
             ok_ms={(c["id"], "prefill"): [1.0, 1.0] for c in measured}, published=[entry],
             energy=[], oneoff=[], window_energy=[], timeline=[], throttle=[], windows=[],
-            checks=[], notes=[],
+            checks=[], notes=[], inputs=inputs or {},
         )  # fmt: skip
         return published_table(data)[0]
 
@@ -105,6 +105,14 @@ def test_published_ratio_only_with_every_matrix_cell_measured() -> None:
     assert part["coverage"] == "partial 4/9 cells" and math.isnan(part["ratio"])
     assert part["ours"] == pytest.approx(1.0)
     assert table([])["cells_measured"] == 0
+    # which prompts "ours" rests on: the journal's token_method of each measured cell
+    from kit.bundle.report_data import CellInputs
+
+    assert full["prompts"] == ""  # not recorded
+    exact = {c["id"]: CellInputs("p", 8, "exact", None) for c in eager}
+    assert table(eager, exact)["prompts"] == "exact"
+    mixed = exact | {eager[0]["id"]: CellInputs("q", 9, "approximate", None)}
+    assert table(eager, mixed)["prompts"] == "approximate 1/9"
 
 
 def test_eager_vs_compiled_family_and_problem_cells(tr126_run, tmp_path: Path) -> None:

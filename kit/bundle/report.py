@@ -88,6 +88,7 @@ PUBLISHED_COLUMNS: list[Column] = [
     ("ratio", "ours / published (full coverage only)", _f(2)),
     ("*", "our 95% CI", _ci),
     ("n", "n", None),
+    ("prompts", "prompt ids", None),
     ("source", "source", None),
 ]
 EAGER_COLUMNS: list[Column] = [
@@ -162,7 +163,9 @@ COVERAGE_COLUMNS: list[Column] = [
 PUBLISHED_NOTE = (
     "Each published entry covers the matrix cells of its group that match its fields "
     "(matrix/source.yaml). A ratio is given only when the run measured every one of them; "
-    "a partial row compares a published figure over more cells than ours, so it has no ratio."
+    "a partial row compares a published figure over more cells than ours, so it has no ratio. "
+    "`prompt ids`: `approximate k/n` when k of the n cells measured had no tokenizer of their "
+    "model here, so their prompts' token counts may differ from the published run's."
 )
 ENERGY_NOTE = (
     "Energy here covers only the timed, status-ok, non-warmup repetitions of each cell's phase "

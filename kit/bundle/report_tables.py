@@ -66,6 +66,7 @@ def published_table(data: ReportData) -> list[dict[str, Any]]:
             "cells_measured": 0,
             "cells_planned": entry.get("planned"),
             "coverage": "",
+            "prompts": "",
             "source": entry.get("source", ""),
         }
         if statistic in ("mean", "median"):
@@ -88,6 +89,8 @@ def published_table(data: ReportData) -> list[dict[str, Any]]:
         else:
             measured = []
         row["cells_measured"] = len(measured)
+        if statistic in ("mean", "median"):
+            row["prompts"] = _prompt_kind(data, measured)
         planned = row["cells_planned"]
         if planned is None:
             row["coverage"] = f"{len(measured)} cells (matrix cells unknown)"
@@ -100,6 +103,20 @@ def published_table(data: ReportData) -> list[dict[str, Any]]:
             row["ratio"] = row["ours"] / value
         rows.append(row)
     return rows
+
+
+def _prompt_kind(data: ReportData, ids: list[str]) -> str:
+    """`exact`, or `approximate k/n` when k of the n cells were fed approximate prompt ids
+    of scenario prompts (no tokenizer of their model: token counts may differ from the
+    published run's); empty when the journal does not say."""
+    known = [data.inputs[c] for c in ids if c in data.inputs]
+    if not known or len(known) < len(ids):
+        return ""
+    approximate = sum(
+        data.inputs[c].token_method == "approximate" and data.cells[c].get("token_len") is None
+        for c in ids
+    )
+    return f"approximate {approximate}/{len(ids)}" if approximate else "exact"
 
 
 def not_run(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
