@@ -54,6 +54,7 @@ def test_two_kit_runs_merge_into_one_verifiable_bundle(tmp_path: Path) -> None:
     proc = kit("merge", *map(str, runs), "--out", str(merged))
     assert proc.returncode == 0, proc.stderr
     assert "cells: 2 ok (of 2)" in proc.stdout
+    assert "note:" not in proc.stdout  # both inputs fed prompts from the model's tokenizer
     finals = _lines(merged / "cells.jsonl")
     assert sorted(str(f["task"]) for f in finals) == ["kv_decode", "prefill"]
     header = json.loads((merged / "run.json").read_text())
@@ -68,6 +69,18 @@ def test_two_kit_runs_merge_into_one_verifiable_bundle(tmp_path: Path) -> None:
     report = (tmp_path / "rep" / "REPORT.md").read_text()
     assert "- ML stack of the measuring processes: torch " in report
     assert "(2 processes)" in report, report.split("## ")[0]
+
+    # An input made without the model's tokenizer (approximate ids): the merge says so.
+    approx = tmp_path / "approx"
+    shutil.copytree(runs[0], approx)
+    journal = approx / "journal.jsonl"
+    text = journal.read_text()
+    assert '"token_method":"exact"' in text
+    journal.write_text(text.replace('"token_method":"exact"', '"token_method":"approximate"'))
+    noted = kit("merge", str(approx), str(runs[1]), "--out", str(tmp_path / "m4"))
+    assert noted.returncode == 0, noted.stderr
+    assert ("note: tiny-gpt2: prompts tokenized exactly in 1 cell starts and approximately "
+            "in 1") in noted.stdout  # fmt: skip
 
     # One cell, two results: refused (even with --force), naming both runs.
     shutil.copytree(runs[0], tmp_path / "again")

@@ -95,5 +95,10 @@ def run(args: argparse.Namespace) -> int:
             f"INCOMPLETE: {len(result.missing_cells)} cells without a final record{groups}",
             file=sys.stderr,
         )
+    from kit.runner.merge import mixed_tokenization
+
+    for line in mixed_tokenization(result.out):
+        print(f"note: {line}: claims and kit compare treat cells fed other token counts as "
+              "different inputs")  # fmt: skip
     print(f"bundle: kit bundle {result.out}")
     return 0

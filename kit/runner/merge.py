@@ -90,6 +90,29 @@ class MergeResult:
         return not self.missing_cells
 
 
+def mixed_tokenization(run_dir: Path) -> list[str]:
+    """One sentence per model whose scenario prompts the merged run fed both exactly (its own
+    tokenizer) and approximately (none found), from the journal's `cell_started`; such cells
+    can have other token counts for one prompt (claims and `kit compare` then refuse to pool
+    or compare them). Token-length cells get exactly `token_len` ids either way: not counted."""
+    cells = {c["id"]: c for c in json.loads((run_dir / "matrix" / "cells.json").read_text())}
+    methods: dict[str, dict[str, int]] = {}
+    for event in read_jsonl(run_dir / "journal.jsonl"):
+        cell = cells.get(str(event.get("cell")))
+        method = event.get("token_method")
+        if event.get("event") != "cell_started" or cell is None or cell.get("token_len"):
+            continue
+        if method in ("exact", "approximate"):
+            counts = methods.setdefault(str(cell.get("model")), {})
+            counts[method] = counts.get(method, 0) + 1
+    return [
+        f"{model}: prompts tokenized exactly in {m['exact']} cell starts and approximately "
+        f"in {m['approximate']} (inputs made with and without its tokenizer)"
+        for model, m in sorted(methods.items())
+        if len(m) == 2
+    ]
+
+
 def task_names(paths: Iterable[Path]) -> list[str]:
     """Unique folder names for `tasks/`: each directory's own name, numbered on clashes."""
     names: list[str] = []
