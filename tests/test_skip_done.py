@@ -52,10 +52,19 @@ def test_skip_done_runs_what_is_left_and_the_pieces_merge(tmp_path: Path) -> Non
     assert first.returncode == 0, first.stderr[-2000:]
     assert kit(work, "bundle", "first", "-o", "first.tar.gz", "--no-plots").returncode == 0
 
+    # Asked with other options (--reps 3), the done cell is another cell: said, not skipped.
+    other = kit(work, *run, "--select", "prompt_index=0", "--reps", "3",
+                "--skip-done", "first.tar.gz", "--dry-run")  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    assert "2 cells of tiny-skip in 1 groups" in other.stdout
+    assert ("first.tar.gz: 0 selected cells already have a final result there; 1 more ran "
+            "there with other options") in other.stdout  # fmt: skip
+
     rest = kit(work, *run, "--select", "prompt_index=0", "--skip-done", "first.tar.gz",
                "--out", "rest")  # fmt: skip
     assert rest.returncode == 0, rest.stderr[-2000:]
     assert "cells: 1 ok (of 1)" in rest.stdout
+    assert "first.tar.gz: 1 selected cells already have a final result there" in rest.stdout
     header = json.loads((work / "rest" / "run.json").read_text())
     cells = json.loads((work / "rest" / "matrix" / "cells.json").read_text())
     assert [c["mode"] for c in cells] == ["kv_decode"]  # the prefill cell was done

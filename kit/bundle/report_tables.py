@@ -8,7 +8,6 @@ cell the entry matches, with a seeded percentile-bootstrap 95% CI.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections import Counter, defaultdict
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 
 from kit.bundle.report_data import ReportData, _entry_matches, num
 from kit.matrix import Cell
-from kit.matrix.cell import RUN_OVERRIDES
+from kit.matrix.cell import matrix_key
 from kit.stats import bootstrap_ci, ratio_of_medians_ci
 
 RESAMPLES = 1000  # TR147's count; seed 42 (kit.stats default)
@@ -303,14 +302,6 @@ def integrity_summary(data: ReportData) -> list[dict[str, Any]]:
 STATUS_RANK = ("ok", "degraded", "crash", "skipped", "missing")
 
 
-def _cover_key(fields: dict[str, Any]) -> str:
-    """A cell's fields without its id and `kit run`'s overrides: a run cell covers the matrix
-    cell with the same key."""
-    skip = ("id", *RUN_OVERRIDES)
-    return json.dumps({k: v for k, v in fields.items() if k not in skip}, sort_keys=True,
-                      default=str)  # fmt: skip
-
-
 NOT_IN_RUN_FIELDS = ("group", "model", "backend", "mode", "scenario", "dtype", "quantization",
                      "batch_size", "token_len", "prompt_index")  # fmt: skip
 
@@ -324,7 +315,7 @@ def coverage(
     matrix order). Empty when the matrix file does not load here."""
     if data.matrix_cells is None:
         return [], [], []
-    matrix_keys = [_cover_key(cell) for cell in data.matrix_cells]
+    matrix_keys = [matrix_key(cell) for cell in data.matrix_cells]
     known = set(matrix_keys)
     statuses: dict[str, str] = {}  # cover key -> the best status among the run's cells
     reasons: dict[str, list[str]] = {}
@@ -334,7 +325,7 @@ def coverage(
             full = dataclasses.asdict(Cell.from_dict(fields))
         except (TypeError, ValueError):  # a cell of another kit version
             full = dict(fields)
-        key = _cover_key(full)
+        key = matrix_key(full)
         if key not in known:
             unmatched += 1
             continue

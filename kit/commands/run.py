@@ -248,6 +248,9 @@ def run(args: argparse.Namespace) -> int:
     progress.close()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
     print(f"run directory: {outcome.run_dir}")
+    if not args.resume:
+        for line in skip_done_lines(_header_skip_done(outcome.run_dir)):
+            print(line)
     print(f"cells: {counts} (of {outcome.total})")
     print(
         f"wall time {outcome.wall_s:.1f} s; sweep efficiency {outcome.efficiency:.1%} "
@@ -287,9 +290,34 @@ def print_dry_run(request: Any) -> None:
     print(f"{len(planned.cells)} cells of {planned.matrix.id} in {len(groups)} groups; "
           f"estimate {fmt_duration(total)} (an upper bound: compiles are summed, though "
           "compiled groups precompile in parallel)")  # fmt: skip
-    for record in planned.skipped_done:
-        print(f"--skip-done {record['path']}: {record['cells_skipped']} selected cells "
-              "already have a final result there")  # fmt: skip
+    for line in skip_done_lines(planned.skipped_done):
+        print(line)
     if total > LONG_RUN_S and not request.yes:
         print(f"over {fmt_duration(LONG_RUN_S)}: kit run would ask for --yes")
     print("dry run: nothing was started and no directory was written")
+
+
+def skip_done_lines(records: list[dict[str, Any]]) -> list[str]:
+    """A line per --skip-done source: what it took out, and the selected cells it finished
+    with other options (they ran there, but as other cells: not skipped)."""
+    lines = []
+    for record in records:
+        line = (f"--skip-done {record['path']}: {record['cells_skipped']} selected cells "
+                "already have a final result there")  # fmt: skip
+        other = record.get("other_overrides") or 0
+        if other:
+            line += (f"; {other} more ran there with other options (--reps, --device, ...): "
+                     "give the options of that run to skip them too")  # fmt: skip
+        lines.append(line)
+    return lines
+
+
+def _header_skip_done(run_dir: Path) -> list[dict[str, Any]]:
+    """run.json's skip_done records (none when the run had no --skip-done)."""
+    import json
+
+    try:
+        records = json.loads((Path(run_dir) / "run.json").read_text()).get("skip_done")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return records if isinstance(records, list) else []

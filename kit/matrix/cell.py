@@ -15,6 +15,15 @@ from kit.matrix.backends import backend_ids
 # for the same matrix cell.
 RUN_OVERRIDES = ("device", "repetitions", "warmup", "max_new_tokens", "until_ci_pct", "max_reps")
 
+
+def matrix_key(fields: dict[str, Any]) -> str:
+    """A cell's fields without its id and `kit run`'s overrides, as one string: the cells run
+    from one matrix cell with other overrides (`--reps 3`, `--device cpu`) share it."""
+    skip = ("id", *RUN_OVERRIDES)
+    return json.dumps({k: v for k, v in fields.items() if k not in skip}, sort_keys=True,
+                      default=str)  # fmt: skip
+
+
 BACKENDS = backend_ids()  # builtin/backends.yaml: the backends as data
 DEVICES = ("cpu", "cuda")
 MODES = ("prefill", "kv_decode", "e2e_kv", "generate")

@@ -9,6 +9,7 @@ field of a cell, overrides included, so `--reps 30` cells are not the default-re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from kit.errors import KitError
 from kit.matrix import Cell
+from kit.matrix.cell import matrix_key
 from kit.runner.journal import finished_cells, jsonl_objects
 from kit.runner.merge import FINAL_STATUSES
 
@@ -25,8 +27,21 @@ def _done(last: dict[str, dict[str, Any]]) -> set[str]:
     return {str(cell) for cell, rec in last.items() if rec.get("status") in FINAL_STATUSES}
 
 
-def _read(path: Path) -> tuple[dict[str, Any], set[str], str | None]:
-    """(run.json, ids of cells with a final result, the bundle's content hash or None)."""
+def _keys(cells_json: str, done: set[str]) -> set[str]:
+    """The matrix keys (kit.matrix.cell.matrix_key) of the done cells in a cells.json."""
+    keys = set()
+    for fields in json.loads(cells_json):
+        if isinstance(fields, dict) and fields.get("id") in done:
+            try:
+                keys.add(matrix_key(dataclasses.asdict(Cell.from_dict(fields))))
+            except (TypeError, ValueError, KeyError):  # a cell of another kit version
+                continue
+    return keys
+
+
+def _read(path: Path) -> tuple[dict[str, Any], set[str], set[str], str | None]:
+    """(run.json, ids of cells with a final result, their matrix keys, the bundle's content
+    hash or None)."""
     if path.is_dir():
         run_json = path / "run.json"
         if not run_json.is_file():
@@ -34,7 +49,10 @@ def _read(path: Path) -> tuple[dict[str, Any], set[str], str | None]:
                 f"--skip-done {path}: not a run directory (no run.json)",
                 "give the --out folder of an earlier `kit run`, or its bundle",
             )
-        return json.loads(run_json.read_text(encoding="utf-8")), _done(finished_cells(path)), None
+        done = _done(finished_cells(path))
+        cells = path / "matrix" / "cells.json"
+        keys = _keys(cells.read_text(encoding="utf-8"), done) if cells.is_file() else set()
+        return json.loads(run_json.read_text(encoding="utf-8")), done, keys, None
     from kit.bundle.reader import open_verified
 
     try:
@@ -49,13 +67,14 @@ def _read(path: Path) -> tuple[dict[str, Any], set[str], str | None]:
             text = opened.source.read("results/cells-raw.jsonl").decode("utf-8", "replace")
             records = jsonl_objects(text.splitlines())
             done = _done({r["cell"]: r for r in records if "cell" in r})
+            keys = _keys(opened.source.read("matrix/cells.json").decode("utf-8"), done)
             manifest = json.loads(opened.source.read("manifest.json"))
     except KitError as err:
         hint = err.hint
         if "fails verification" in err.title:  # --unverified is not offered here
             hint = f"`kit verify {path}` lists every problem; only a verified bundle is trusted"
         raise KitError(f"--skip-done: {err.title}", hint) from None
-    return header, done, manifest.get("content_hash")
+    return header, done, keys, manifest.get("content_hash")
 
 
 def skip_done(
@@ -72,7 +91,7 @@ def skip_done(
                 f"--skip-done {source}: not found",
                 "give an earlier run directory or a bundle (.tar.gz/.tar.zst) of it",
             )
-        header, done, content_hash = _read(path)
+        header, done, keys, content_hash = _read(path)
         their = (header.get("matrix") or {}).get("id")
         if their != matrix_id:
             raise KitError(
@@ -81,11 +100,14 @@ def skip_done(
             )
         before = len(kept)
         kept = [c for c in kept if c.id not in done]
+        # the same matrix cells, done there with other --reps/--device/...: not skipped
+        other = sum(matrix_key(dataclasses.asdict(c)) in keys for c in kept)
         records.append(
             {
                 "path": str(path.resolve()),
                 "content_hash": content_hash,
                 "cells_skipped": before - len(kept),
+                "other_overrides": other,
             }
         )
     if not kept:
