@@ -135,7 +135,7 @@ class ReportData:
     # describe (an older kit's) are absent
     inputs: dict[str, CellInputs] = dataclasses.field(default_factory=dict)
     # every cell matrix/source.yaml defines (dataclasses.asdict of kit.matrix.Cell, with its
-    # id), in matrix order; None when the file does not load here (the report's coverage is then unknown)
+    # id), in matrix order; None when the file does not load here (coverage is then unknown)
     matrix_cells: list[dict[str, Any]] | None = None
 
     def cell_fields(self, cid: str) -> dict[str, Any]:

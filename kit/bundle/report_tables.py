@@ -76,6 +76,7 @@ def published_table(data: ReportData) -> list[dict[str, Any]]:
                 row["ours"] = float(np.mean(values) if statistic == "mean" else np.median(values))
                 ci = bootstrap_ci(values, statistic, resamples=RESAMPLES)
                 row["ci_low"], row["ci_high"] = ci.low, ci.high
+            row["prompts"] = _prompt_kind(data, measured)
         elif statistic in ("crash_rate", "degraded_share"):
             wanted = "crash" if statistic == "crash_rate" else "degraded"
             finished_ids = [c for c in ids if c in data.statuses]
@@ -88,8 +89,6 @@ def published_table(data: ReportData) -> list[dict[str, Any]]:
         else:
             measured = []
         row["cells_measured"] = len(measured)
-        if statistic in ("mean", "median"):
-            row["prompts"] = _prompt_kind(data, measured)
         planned = row["cells_planned"]
         if planned is None:
             row["coverage"] = f"{len(measured)} cells (matrix cells unknown)"
@@ -108,8 +107,7 @@ def _prompt_kind(data: ReportData, ids: list[str]) -> str:
     """`exact`, or `approximate k/n` when k of the n cells were fed approximate prompt ids
     of scenario prompts (no tokenizer of their model: token counts may differ from the
     published run's); empty when the journal does not say."""
-    known = [data.inputs[c] for c in ids if c in data.inputs]
-    if not known or len(known) < len(ids):
+    if not ids or any(c not in data.inputs for c in ids):
         return ""
     approximate = sum(
         data.inputs[c].token_method == "approximate" and data.cells[c].get("token_len") is None
