@@ -11,6 +11,7 @@
 # then carry [".whl/h100"].
 # Writes $OUT/gpu.json, $OUT/gate.txt and $OUT/runs.tar.gz (the run directories without their
 # compiler caches and harness inputs). Host runner, synthesized weights (--weights random).
+# The runs live in $KIT_CAMPAIGN_RUNS (default /tmp/kit-runs): a NAME already there resumes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -28,7 +29,7 @@ for d in .whl/llamacpp-h200/gpt2-tokenizer ../shared/data/gpt2-tokenizer; do
 done
 export KIT_CACHE=${KIT_CACHE:-/tmp/kit-cache}
 OUT=${OUT:-/tmp/kit-campaign}
-RUNS=/tmp/kit-runs
+RUNS=${KIT_CAMPAIGN_RUNS:-/tmp/kit-runs}  # kept on a warm machine: a run cut off resumes there
 mkdir -p "$OUT" "$RUNS"
 start=$(date +%s)
 budget=$1; shift
@@ -49,12 +50,11 @@ for arg in "$@"; do
   names+=("$name")
   t=$(( $(left) - 25 ))
   if (( t < 30 )); then log "no time left for $name"; continue; fi
-  log "run $name: --matrix $matrix --select '$select' ${extra:+$extra }(timeout $t s)"
-  resume=()
-  [[ -f $RUNS/$name/run.json ]] && resume=(--resume "$RUNS/$name")
-  if ((${#resume[@]})); then
-    timeout -s TERM -k 20 "$t" python -m kit run "${resume[@]}" 2>&1 | tail -n 6
+  if [[ -f $RUNS/$name/run.json ]]; then  # an earlier call on this machine made it
+    log "resume $name: kit run --resume $RUNS/$name (timeout $t s)"
+    timeout -s TERM -k 20 "$t" python -m kit run --resume "$RUNS/$name" 2>&1 | tail -n 6
   else
+    log "run $name: --matrix $matrix --select '$select' ${extra:+$extra }(timeout $t s)"
     timeout -s TERM -k 20 "$t" python -m kit run --matrix "$matrix" --select "$select" \
       --weights random --group-timeout 600 --yes "${extra_args[@]}" --out "$RUNS/$name" 2>&1 | tail -n 6
   fi
