@@ -54,4 +54,7 @@ def test_dry_run_with_skip_done_of_a_committed_bundle(tmp_path: Path) -> None:
     resume = kit(tmp_path, "run", "--resume", "somewhere", "--dry-run")
     assert resume.returncode != 0 and "Traceback" not in resume.stderr
     assert "--dry-run plans a new run" in resume.stderr
+    bare = kit(tmp_path, "run", "--dry-run")
+    assert bare.returncode != 0 and "Traceback" not in bare.stderr
+    assert "kit run --dry-run needs --matrix" in bare.stderr and "--out" not in bare.stderr
     assert list(tmp_path.iterdir()) == []

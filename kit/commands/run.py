@@ -201,7 +201,12 @@ def run(args: argparse.Namespace) -> int:
         outcome = resume_run(args.resume, controls, progress)
     else:
         gpus = _gpus(args)
-        if args.dry_run and args.matrix:
+        if args.dry_run:
+            if not args.matrix:
+                raise KitError(
+                    "kit run --dry-run needs --matrix",
+                    "e.g. kit run --matrix tr126 --select 'group=phase2-padded' --dry-run",
+                )
             args.out = args.out or Path("(dry run)")
         if not args.matrix or not args.out:
             raise KitError(
