@@ -22,3 +22,19 @@ def kit_run(tmp: Path, matrix_text: str, env: dict[str, str], name: str = "matri
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
+
+
+def tiny_matrix(matrix_id: str, modes: str = "prefill, kv_decode", repetitions: int = 2) -> str:
+    """A matrix file's text: one eager tiny-gpt2 group on the CPU, `single_micro` prompts."""
+    return textwrap.dedent(f"""
+        schema: 1
+        id: {matrix_id}
+        title: one tiny-gpt2 group on the CPU
+        defaults: {{device: cpu, repetitions: {repetitions}, warmup: 1, max_new_tokens: 4, seed: 42}}
+        groups:
+          - id: eager
+            backends: [{{backend: transformers-eager, label: eager}}]
+            models: [tiny-gpt2]
+            scenarios: [single_micro]
+            modes: [{modes}]
+        """)

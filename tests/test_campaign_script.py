@@ -8,25 +8,13 @@ import os
 import subprocess
 import sys
 import tarfile
-import textwrap
 from pathlib import Path
 
 import pytest
+from cli_runs import tiny_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-TINY = """
-schema: 1
-id: tiny-campaign
-title: one tiny-gpt2 group, as a campaign asks for it
-defaults: {device: cpu, repetitions: 2, warmup: 1, max_new_tokens: 4, seed: 42}
-groups:
-  - id: eager
-    backends: [{backend: transformers-eager, label: eager}]
-    models: [tiny-gpt2]
-    scenarios: [single_micro]
-    modes: [prefill, kv_decode]
-"""
 
 
 def campaign(
@@ -46,7 +34,7 @@ def members(archive: Path) -> set[str]:
 
 def test_campaign_runs_resumes_skips_and_packs(tmp_path: Path) -> None:
     matrix = tmp_path / "tiny.yaml"
-    matrix.write_text(textwrap.dedent(TINY))
+    matrix.write_text(tiny_matrix("tiny-campaign"))
     first = campaign(tmp_path, "call1", f"pre@{matrix}@prompt_index=0,mode=prefill@--device cpu")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     assert "run pre: --matrix" in first.stdout and "cells: 1 ok (of 1)" in first.stdout

@@ -8,25 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from cli_runs import tiny_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-TINY = """
-schema: 1
-id: tiny-skip
-title: one tiny-gpt2 group, asked for twice
-defaults: {device: cpu, repetitions: 2, warmup: 1, max_new_tokens: 4, seed: 42}
-groups:
-  - id: eager
-    backends: [{backend: transformers-eager, label: eager}]
-    models: [tiny-gpt2]
-    scenarios: [single_micro]
-    modes: [prefill, kv_decode]
-"""
 
 
 def kit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +34,7 @@ def _finals(run_dir: Path) -> dict[str, str]:
 def test_skip_done_runs_what_is_left_and_the_pieces_merge(tmp_path: Path) -> None:
     work = tmp_path / "campaign"
     work.mkdir()
-    (work / "tiny.yaml").write_text(textwrap.dedent(TINY))
+    (work / "tiny.yaml").write_text(tiny_matrix("tiny-skip"))
     run = ("run", "--matrix", "tiny.yaml", "--weights", "random")
     first = kit(work, *run, "--select", "prompt_index=0,mode=prefill", "--out", "first")
     assert first.returncode == 0, first.stderr[-2000:]
