@@ -168,6 +168,22 @@ def test_missing_cells_make_an_incomplete_run_and_bad_inputs_are_refused(tmp_pat
         assert header["matrix"]["sha256"] == "0" * 64
         assert header["merged"]["matrix_from"] == "other"
         assert (tmp_path / out / "matrix" / "source.yaml").read_text() == newer_source
+    # Cells of two GPU models: refused (one run reads as one machine), forced only by --force.
+    for run, names in ((a, ["NVIDIA H100 80GB HBM3"]), (b, ["NVIDIA H200", "NVIDIA H200"])):
+        gpus = [{"index": i, "name": n, "uuid": f"GPU-{i}"} for i, n in enumerate(names)]
+        (run.path / "env" / "gpu.json").write_text(json.dumps({"schema": 1, "gpus": gpus}))
+    mixed = kit("merge", str(a.path), str(b.path), "--out", str(tmp_path / "mixed"))
+    assert mixed.returncode == 1 and "Traceback" not in mixed.stderr
+    assert ("GPU models: a has NVIDIA H100 80GB HBM3, b has 2x NVIDIA H200") in mixed.stderr
+    assert not (tmp_path / "mixed").exists()
+    forced = kit("merge", str(a.path), str(b.path), "--out", str(tmp_path / "mixed"), "--force")
+    assert forced.returncode == 0, forced.stderr
+    differences = json.loads((tmp_path / "mixed" / "run.json").read_text())["merged"]
+    assert any("GPU models" in d for d in differences["forced_differences"])
+    (b.path / "env" / "gpu.json").write_text(json.dumps({"schema": 1, "gpus": [
+        {"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-other"}]}))  # fmt: skip
+    same = kit("merge", str(a.path), str(b.path), "--out", str(tmp_path / "same"))
+    assert same.returncode == 0, same.stderr  # another card of the same model: one machine kind
     assert kit("merge", str(a.path), "--out", str(merged)).returncode == 1  # not empty
     assert "not a run directory" in kit("merge", str(tmp_path), "--out", str(tmp_path / "z")).stderr
 

@@ -131,18 +131,39 @@ def check_compatible(inputs: list[MergeInput], force: bool) -> list[str]:
     first = inputs[0]
     for other in inputs[1:]:
         for what, get in (
-            ("matrix", lambda r: (r.get("matrix") or {}).get("sha256")),
-            ("kit version", lambda r: r.get("kit_version")),
+            ("matrix", lambda s: (s.run.get("matrix") or {}).get("sha256")),
+            ("kit version", lambda s: s.run.get("kit_version")),
+            ("GPU models", gpu_models),
         ):
-            a, b = get(first.run), get(other.run)
+            a, b = get(first), get(other)
+            if what == "GPU models" and None in (a, b):
+                continue  # an input without a fingerprint (only hand-made runs lack one)
             if a != b:
                 differences.append(f"{what}: {first.name} has {a}, {other.name} has {b}")
     if differences and not force:
         raise KitError(
             "the runs differ: " + "; ".join(differences),
-            "merge only runs of one matrix and kit version, or pass --force (recorded in run.json)",
+            "merge only runs of one matrix, kit version and GPU model (one run is read as one "
+            "machine's numbers), or pass --force (recorded in run.json)",
         )
     return differences
+
+
+def gpu_models(source: MergeInput) -> str | None:
+    """The GPU models the input's env/gpu.json fingerprint lists ("NVIDIA H200", "2x NVIDIA
+    H100 80GB HBM3"; "none" for a machine without one), None where the input has no
+    fingerprint. Cells of two GPU models in one run would be read as one machine's numbers."""
+    path = source.path / "env" / "gpu.json"
+    if not path.is_file():
+        return None
+    gpus = _read_env(path).get("gpus") or []
+    names: dict[str, int] = {}
+    for gpu in gpus:
+        name = str(gpu.get("name") or "unknown") if isinstance(gpu, dict) else "unknown"
+        names[name] = names.get(name, 0) + 1
+    if not names:
+        return "none"
+    return ", ".join(f"{n}x {name}" if n > 1 else name for name, n in sorted(names.items()))
 
 
 def latest_input(inputs: list[MergeInput]) -> MergeInput:
