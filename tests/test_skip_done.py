@@ -64,6 +64,18 @@ def test_skip_done_runs_what_is_left_and_the_pieces_merge(tmp_path: Path) -> Non
     merged = kit(work, "merge", "first.tar.gz", "rest", "--out", "all")
     assert merged.returncode == 0, merged.stderr
     assert "cells: 2 ok (of 2)" in merged.stdout
+    assert "note:" not in rest.stdout  # both measured on this machine
+
+    # A source measured on another GPU model: said, since kit merge would refuse the pieces.
+    import shutil
+
+    shutil.copytree(work / "first", work / "elsewhere")
+    gpus = [{"index": 0, "name": "NVIDIA H200", "uuid": "GPU-x"}]
+    (work / "elsewhere" / "env" / "gpu.json").write_text(json.dumps({"schema": 1, "gpus": gpus}))
+    told = kit(work, *run, "--select", "prompt_index=0", "--skip-done", "elsewhere", "--dry-run")
+    assert told.returncode == 0, told.stderr
+    assert "elsewhere was measured on NVIDIA H200, this machine has " in told.stdout
+    assert "`kit merge` refuses to join runs of two GPU models" in told.stdout
 
     # Nothing left: one message, no run directory, no traceback.
     nothing = kit(work, *run, "--select", "prompt_index=0", "--skip-done", "first",

@@ -254,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
     print(f"run directory: {outcome.run_dir}")
     if not args.resume:
-        for line in skip_done_lines(_header_skip_done(outcome.run_dir)):
+        here = _models_in(outcome.run_dir)
+        for line in skip_done_lines(_header_skip_done(outcome.run_dir), here):
             print(line)
     print(f"cells: {counts} (of {outcome.total})")
     print(
@@ -295,18 +296,32 @@ def print_dry_run(request: Any) -> None:
     print(f"{len(planned.cells)} cells of {planned.matrix.id} in {len(groups)} groups; "
           f"estimate {fmt_duration(total)} (an upper bound: compiles are summed, though "
           "compiled groups precompile in parallel)")  # fmt: skip
-    for line in skip_done_lines(planned.skipped_done):
+    here = None
+    if planned.skipped_done:
+        from kit.env.write import gpu_record
+        from kit.runner.merge import models_of
+
+        here = models_of(gpu_record())
+    for line in skip_done_lines(planned.skipped_done, here):
         print(line)
     if total > LONG_RUN_S and not request.yes:
         print(f"over {fmt_duration(LONG_RUN_S)}: kit run would ask for --yes")
     print("dry run: nothing was started and no directory was written")
 
 
-def skip_done_lines(records: list[dict[str, Any]]) -> list[str]:
+def skip_done_lines(records: list[dict[str, Any]], here: str | None = None) -> list[str]:
     """A line per --skip-done source: what it took out, and the selected cells it finished
-    with other options (they ran there, but as other cells: not skipped)."""
+    with other options (they ran there, but as other cells: not skipped). `here`: this
+    machine's GPU models (kit.runner.merge.models_of); a source measured on others is said,
+    since `kit merge` refuses to join runs of two GPU models."""
     lines = []
     for record in records:
+        theirs = record.get("gpu_models")
+        if here is not None and theirs is not None and theirs != here:
+            mine = "no GPU" if here == "none" else here
+            lines.append(f"note: --skip-done {record['path']} was measured on {theirs}, this "
+                         f"machine has {mine}: the cells it finished are not run here, and "
+                         "`kit merge` refuses to join runs of two GPU models")  # fmt: skip
         line = (f"--skip-done {record['path']}: {record['cells_skipped']} selected cells "
                 "already have a final result there")  # fmt: skip
         other = record.get("other_overrides") or 0
@@ -315,6 +330,19 @@ def skip_done_lines(records: list[dict[str, Any]]) -> list[str]:
                      "give the options of that run to skip them too")  # fmt: skip
         lines.append(line)
     return lines
+
+
+def _models_in(run_dir: Path) -> str | None:
+    """The GPU models of the run's env/gpu.json (None without one)."""
+    import json
+
+    from kit.runner.merge import models_of
+
+    try:
+        record = json.loads((Path(run_dir) / "env" / "gpu.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return models_of(record) if isinstance(record, dict) else None
 
 
 def _header_skip_done(run_dir: Path) -> list[dict[str, Any]]:

@@ -156,7 +156,12 @@ def gpu_models(source: MergeInput) -> str | None:
     path = source.path / "env" / "gpu.json"
     if not path.is_file():
         return None
-    gpus = _read_env(path).get("gpus") or []
+    return models_of(_read_env(path))
+
+
+def models_of(gpu_json: dict[str, Any]) -> str:
+    """The GPU models of an env/gpu.json record, counted ("2x NVIDIA H200"; "none")."""
+    gpus = gpu_json.get("gpus") or []
     names: dict[str, int] = {}
     for gpu in gpus:
         name = str(gpu.get("name") or "unknown") if isinstance(gpu, dict) else "unknown"

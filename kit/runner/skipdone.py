@@ -19,7 +19,7 @@ from kit.errors import KitError
 from kit.matrix import Cell
 from kit.matrix.cell import matrix_key
 from kit.runner.journal import finished_cells, jsonl_objects
-from kit.runner.merge import FINAL_STATUSES
+from kit.runner.merge import FINAL_STATUSES, models_of
 
 
 def _done(last: dict[str, dict[str, Any]]) -> set[str]:
@@ -39,9 +39,20 @@ def _keys(cells_json: str, done: set[str]) -> set[str]:
     return keys
 
 
-def _read(path: Path) -> tuple[dict[str, Any], set[str], set[str], str | None]:
+def _models(text: str | bytes | None) -> str | None:
+    """The GPU models of an env/gpu.json text (kit.runner.merge.models_of), None without one."""
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return models_of(record) if isinstance(record, dict) else None
+
+
+def _read(path: Path) -> tuple[dict[str, Any], set[str], set[str], str | None, str | None]:
     """(run.json, ids of cells with a final result, their matrix keys, the bundle's content
-    hash or None)."""
+    hash or None, the GPU models it ran on or None)."""
     if path.is_dir():
         run_json = path / "run.json"
         if not run_json.is_file():
@@ -52,7 +63,9 @@ def _read(path: Path) -> tuple[dict[str, Any], set[str], set[str], str | None]:
         done = _done(finished_cells(path))
         cells = path / "matrix" / "cells.json"
         keys = _keys(cells.read_text(encoding="utf-8"), done) if cells.is_file() else set()
-        return json.loads(run_json.read_text(encoding="utf-8")), done, keys, None
+        gpu = path / "env" / "gpu.json"
+        models = _models(gpu.read_text(encoding="utf-8") if gpu.is_file() else None)
+        return json.loads(run_json.read_text(encoding="utf-8")), done, keys, None, models
     from kit.bundle.reader import open_verified
 
     try:
@@ -69,12 +82,13 @@ def _read(path: Path) -> tuple[dict[str, Any], set[str], set[str], str | None]:
             done = _done({r["cell"]: r for r in records if "cell" in r})
             keys = _keys(opened.source.read("matrix/cells.json").decode("utf-8"), done)
             manifest = json.loads(opened.source.read("manifest.json"))
+            gpu = opened.source.read("env/gpu.json") if "env/gpu.json" in names else None
     except KitError as err:
         hint = err.hint
         if "fails verification" in err.title:  # --unverified is not offered here
             hint = f"`kit verify {path}` lists every problem; only a verified bundle is trusted"
         raise KitError(f"--skip-done: {err.title}", hint) from None
-    return header, done, keys, manifest.get("content_hash")
+    return header, done, keys, manifest.get("content_hash"), _models(gpu)
 
 
 def skip_done(
@@ -91,7 +105,7 @@ def skip_done(
                 f"--skip-done {source}: not found",
                 "give an earlier run directory or a bundle (.tar.gz/.tar.zst) of it",
             )
-        header, done, keys, content_hash = _read(path)
+        header, done, keys, content_hash, models = _read(path)
         their = (header.get("matrix") or {}).get("id")
         if their != matrix_id:
             raise KitError(
@@ -108,6 +122,7 @@ def skip_done(
                 "content_hash": content_hash,
                 "cells_skipped": before - len(kept),
                 "other_overrides": other,
+                "gpu_models": models,
             }
         )
     if not kept:
