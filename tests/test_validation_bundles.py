@@ -14,6 +14,9 @@ BUNDLES = {
     "h100-tr126-dynamic.tar.gz": "54 ok",
     "h100-tr126-baseline.tar.gz": "18 crash, 18 ok",
     "h100-tr126-dynamic-qwen.tar.gz": "INCOMPLETE run (9 cells missing)",  # stopped by a time limit
+    # 2026-12-07, prompts from the GPT-2 tokenizer: phase-2 dynamic, padded gpt2-25m, baseline
+    "h100-tr126.tar.gz": "18 crash, 90 ok",
+    "h100-tr147.tar.gz": "70 ok",  # TR147 v1-prefill, the H100 side of its portability question
 }
 
 
@@ -31,7 +34,9 @@ def test_committed_h100_bundle_verifies_and_reports(
     header = report.split("## ")[0]
     assert "- verification: verified" in header
     assert "- GPU: NVIDIA H100 80GB HBM3; driver 580.159.04; CUDA 13.0" in header
-    assert "commit `unknown`" in header and "None" not in header and "null" not in header
+    # the 2026-11 calls carried no git metadata; the 2026-12-07 ones name their commit
+    commit = "`1972261" if name in ("h100-tr126.tar.gz", "h100-tr147.tar.gz") else "`unknown`"
+    assert f"commit {commit}" in header and "None" not in header and "null" not in header
     assert "- device: cuda (as the matrix says; cells: " in header
     if "baseline" in name:
         assert "CUDAGraphs" in report  # the compiled decode crashes are listed with their reason
