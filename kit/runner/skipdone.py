@@ -82,13 +82,13 @@ def _read(path: Path) -> tuple[dict[str, Any], set[str], set[str], str | None, s
             done = _done({r["cell"]: r for r in records if "cell" in r})
             keys = _keys(opened.source.read("matrix/cells.json").decode("utf-8"), done)
             manifest = json.loads(opened.source.read("manifest.json"))
-            gpu = opened.source.read("env/gpu.json") if "env/gpu.json" in names else None
+            gpu_text = opened.source.read("env/gpu.json") if "env/gpu.json" in names else None
     except KitError as err:
         hint = err.hint
         if "fails verification" in err.title:  # --unverified is not offered here
             hint = f"`kit verify {path}` lists every problem; only a verified bundle is trusted"
         raise KitError(f"--skip-done: {err.title}", hint) from None
-    return header, done, keys, manifest.get("content_hash"), _models(gpu)
+    return header, done, keys, manifest.get("content_hash"), _models(gpu_text)
 
 
 def skip_done(
