@@ -254,7 +254,10 @@ def run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
     print(f"run directory: {outcome.run_dir}")
     if not args.resume:
-        here = _models_in(outcome.run_dir)
+        from kit.runner.merge import gpu_models_in
+
+        gpu = Path(outcome.run_dir) / "env" / "gpu.json"
+        here = gpu_models_in(gpu.read_bytes() if gpu.is_file() else None)
         for line in skip_done_lines(_header_skip_done(outcome.run_dir), here):
             print(line)
     print(f"cells: {counts} (of {outcome.total})")
@@ -330,19 +333,6 @@ def skip_done_lines(records: list[dict[str, Any]], here: str | None = None) -> l
                      "give the options of that run to skip them too")  # fmt: skip
         lines.append(line)
     return lines
-
-
-def _models_in(run_dir: Path) -> str | None:
-    """The GPU models of the run's env/gpu.json (None without one)."""
-    import json
-
-    from kit.runner.merge import models_of
-
-    try:
-        record = json.loads((Path(run_dir) / "env" / "gpu.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return models_of(record) if isinstance(record, dict) else None
 
 
 def _header_skip_done(run_dir: Path) -> list[dict[str, Any]]:

@@ -154,9 +154,19 @@ def gpu_models(source: MergeInput) -> str | None:
     H100 80GB HBM3"; "none" for a machine without one), None where the input has no
     fingerprint. Cells of two GPU models in one run would be read as one machine's numbers."""
     path = source.path / "env" / "gpu.json"
-    if not path.is_file():
+    return gpu_models_in(path.read_bytes()) if path.is_file() else None
+
+
+def gpu_models_in(text: str | bytes | None) -> str | None:
+    """models_of an env/gpu.json text (a file's or a bundle member's); None without one or
+    when it is not a JSON object."""
+    if text is None:
         return None
-    return models_of(_read_env(path))
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return models_of(record) if isinstance(record, dict) else None
 
 
 def models_of(gpu_json: dict[str, Any]) -> str:

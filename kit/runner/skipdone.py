@@ -19,7 +19,7 @@ from kit.errors import KitError
 from kit.matrix import Cell
 from kit.matrix.cell import matrix_key
 from kit.runner.journal import finished_cells, jsonl_objects
-from kit.runner.merge import FINAL_STATUSES, models_of
+from kit.runner.merge import FINAL_STATUSES, gpu_models_in
 
 
 def _done(last: dict[str, dict[str, Any]]) -> set[str]:
@@ -39,17 +39,6 @@ def _keys(cells_json: str, done: set[str]) -> set[str]:
     return keys
 
 
-def _models(text: str | bytes | None) -> str | None:
-    """The GPU models of an env/gpu.json text (kit.runner.merge.models_of), None without one."""
-    if text is None:
-        return None
-    try:
-        record = json.loads(text)
-    except ValueError:
-        return None
-    return models_of(record) if isinstance(record, dict) else None
-
-
 def _read(path: Path) -> tuple[dict[str, Any], set[str], set[str], str | None, str | None]:
     """(run.json, ids of cells with a final result, their matrix keys, the bundle's content
     hash or None, the GPU models it ran on or None)."""
@@ -64,7 +53,7 @@ def _read(path: Path) -> tuple[dict[str, Any], set[str], set[str], str | None, s
         cells = path / "matrix" / "cells.json"
         keys = _keys(cells.read_text(encoding="utf-8"), done) if cells.is_file() else set()
         gpu = path / "env" / "gpu.json"
-        models = _models(gpu.read_text(encoding="utf-8") if gpu.is_file() else None)
+        models = gpu_models_in(gpu.read_bytes() if gpu.is_file() else None)
         return json.loads(run_json.read_text(encoding="utf-8")), done, keys, None, models
     from kit.bundle.reader import open_verified
 
@@ -88,7 +77,7 @@ def _read(path: Path) -> tuple[dict[str, Any], set[str], set[str], str | None, s
         if "fails verification" in err.title:  # --unverified is not offered here
             hint = f"`kit verify {path}` lists every problem; only a verified bundle is trusted"
         raise KitError(f"--skip-done: {err.title}", hint) from None
-    return header, done, keys, manifest.get("content_hash"), _models(gpu_text)
+    return header, done, keys, manifest.get("content_hash"), gpu_models_in(gpu_text)
 
 
 def skip_done(
