@@ -254,10 +254,9 @@ def run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
     print(f"run directory: {outcome.run_dir}")
     if not args.resume:
-        from kit.runner.merge import gpu_models_in
+        from kit.runner.merge import gpu_models_at
 
-        gpu = Path(outcome.run_dir) / "env" / "gpu.json"
-        here = gpu_models_in(gpu.read_bytes() if gpu.is_file() else None)
+        here = gpu_models_at(outcome.run_dir)
         for line in skip_done_lines(_header_skip_done(outcome.run_dir), here):
             print(line)
     print(f"cells: {counts} (of {outcome.total})")

@@ -150,10 +150,15 @@ def check_compatible(inputs: list[MergeInput], force: bool) -> list[str]:
 
 
 def gpu_models(source: MergeInput) -> str | None:
-    """The GPU models the input's env/gpu.json fingerprint lists ("NVIDIA H200", "2x NVIDIA
-    H100 80GB HBM3"; "none" for a machine without one), None where the input has no
-    fingerprint. Cells of two GPU models in one run would be read as one machine's numbers."""
-    path = source.path / "env" / "gpu.json"
+    """The GPU models the input's fingerprint lists (gpu_models_at). Cells of two GPU models
+    in one run would be read as one machine's numbers."""
+    return gpu_models_at(source.path)
+
+
+def gpu_models_at(run_dir: Path) -> str | None:
+    """The GPU models a run directory's env/gpu.json lists ("NVIDIA H200", "2x NVIDIA H100
+    80GB HBM3"; "none" for a machine without one), None where it has no fingerprint."""
+    path = Path(run_dir) / "env" / "gpu.json"
     return gpu_models_in(path.read_bytes()) if path.is_file() else None
 
 

@@ -19,7 +19,7 @@ from kit.errors import KitError
 from kit.matrix import Cell
 from kit.matrix.cell import matrix_key
 from kit.runner.journal import finished_cells, jsonl_objects
-from kit.runner.merge import FINAL_STATUSES, gpu_models_in
+from kit.runner.merge import FINAL_STATUSES, gpu_models_at, gpu_models_in
 
 
 def _done(last: dict[str, dict[str, Any]]) -> set[str]:
@@ -52,9 +52,8 @@ def _read(path: Path) -> tuple[dict[str, Any], set[str], set[str], str | None, s
         done = _done(finished_cells(path))
         cells = path / "matrix" / "cells.json"
         keys = _keys(cells.read_text(encoding="utf-8"), done) if cells.is_file() else set()
-        gpu = path / "env" / "gpu.json"
-        models = gpu_models_in(gpu.read_bytes() if gpu.is_file() else None)
-        return json.loads(run_json.read_text(encoding="utf-8")), done, keys, None, models
+        header = json.loads(run_json.read_text(encoding="utf-8"))
+        return header, done, keys, None, gpu_models_at(path)
     from kit.bundle.reader import open_verified
 
     try:
