@@ -14,8 +14,8 @@ BUNDLES = {
     "h100-tr126-dynamic.tar.gz": "54 ok",
     "h100-tr126-baseline.tar.gz": "18 crash, 18 ok",
     "h100-tr126-dynamic-qwen.tar.gz": "INCOMPLETE run (9 cells missing)",  # stopped by a time limit
-    # 2026-12-07, prompts from the GPT-2 tokenizer: phase-2 dynamic, padded gpt2-25m, baseline
-    "h100-tr126.tar.gz": "18 crash, 90 ok",
+    # 2026-12-07, prompts from the GPT-2 tokenizer: phase-2 dynamic, padded GPT-2, baseline 25m
+    "h100-tr126.tar.gz": "18 crash, 126 ok",
     "h100-tr147.tar.gz": "70 ok",  # TR147 v1-prefill, the H100 side of its portability question
 }
 
