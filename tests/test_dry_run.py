@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 VALIDATION = REPO / "docs" / "validation"
 
@@ -58,3 +60,58 @@ def test_dry_run_with_skip_done_of_a_committed_bundle(tmp_path: Path) -> None:
     assert bare.returncode != 0 and "Traceback" not in bare.stderr
     assert "kit run --dry-run needs --matrix" in bare.stderr and "--out" not in bare.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+STORM = """
+schema: 1
+id: storm
+defaults: {device: cpu, repetitions: 2, warmup: 0, max_new_tokens: 8, seed: 42}
+groups:
+  - id: static
+    backends:
+      - backend: transformers-compile
+        label: compiled
+        compile: {backend: inductor, mode: default, dynamic: false, recompile_limit: 4}
+    models: [tiny-gpt2]
+    scenarios: [single_micro]
+    modes: [kv_decode]
+"""
+
+
+def test_dry_run_warns_of_a_recompile_storm_in_tr126_phase3(tmp_path: Path) -> None:
+    """TR126 phase 3's compiled groups (dynamic: false, 128 new tokens) outrun the kit's
+    recompile limit of 64 in one decode cell (on the H100, 2026-12-08: the default group's 11
+    measured cells came out degraded); phase 2's 64 new tokens do not by themselves."""
+    dry = kit(tmp_path, "run", "--matrix", "tr126", "--select", "group=phase3-*,model=gpt2-*",
+              "--dry-run")  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    warned = [line for line in dry.stdout.splitlines() if line.startswith("warning: group ")]
+    assert len(warned) == 2
+    assert {w.split()[2].split(".")[0] for w in warned} == {"phase3-default", "phase3-reduce-overhead"}  # fmt: skip
+    assert all("recompile limit (64)" in w and "128 new tokens" in w for w in warned)
+    padded = kit(tmp_path, "run", "--matrix", "tr126", "--select", "group=phase2-*,model=gpt2-25m",
+                 "--dry-run")  # fmt: skip
+    assert padded.returncode == 0 and "warning:" not in padded.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_predicted_storm_happens_and_its_cell_is_degraded(tmp_path: Path) -> None:
+    """The warning's prediction, checked by a real CPU run: 8 new tokens under a recompile
+    limit of 4 (so the frame falls back to eager); with limit 16 neither warning nor degrade."""
+    (tmp_path / "storm.yaml").write_text(STORM)
+    run = kit(tmp_path, "run", "--matrix", "storm.yaml", "--weights", "random", "--out", "run")
+    assert run.returncode == 3, run.stderr[-2000:]  # degraded cells
+    assert "warning: group static.transformers-compile" in run.stderr
+    assert "recompile limit (4)" in run.stderr
+    rows = [json.loads(x) for x in (tmp_path / "run" / "cells.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["degraded", "degraded"]  # its two prompts
+    assert "dynamo did not compile" in rows[0]["reasons"][0]
+    journal = [json.loads(x) for x in (tmp_path / "run" / "journal.jsonl").read_text().splitlines()]
+    assert [e for e in journal if e["event"] == "log" and e.get("plan")]
+    (tmp_path / "calm.yaml").write_text(STORM.replace("recompile_limit: 4", "recompile_limit: 16"))
+    calm = kit(tmp_path, "run", "--matrix", "calm.yaml", "--weights", "random", "--out", "calm")
+    assert calm.returncode == 0, calm.stderr[-2000:]
+    assert "warning:" not in calm.stderr
+    rows = [json.loads(x) for x in (tmp_path / "calm" / "cells.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["ok", "ok"]

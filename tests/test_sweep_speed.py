@@ -317,6 +317,41 @@ def test_a_parked_process_that_dies_is_replaced_by_a_fresh_one(tmp_path: Path) -
     assert any("parked process ended before measuring" in e["message"] for e in warned)
 
 
+def test_a_group_that_ends_while_compiling_ahead_says_why_at_once_and_goes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fatal error in a compile call ends the compiled group's process before it parks
+    (the H100's phase3-reduce-overhead group did this on every call of 2026-12-08). The
+    journal says so when it happens, and the group is measured before the listed groups
+    ahead of it, so a sweep stopped before its turn still keeps that crash record."""
+    from kit.cli import main
+    from kit.harness.group import TEST_HOOK_ENV
+
+    matrix = tmp_path / "pair.yaml"
+    matrix.write_text(textwrap.dedent(PAIR))
+    monkeypatch.setenv(TEST_HOOK_ENV, json.dumps({"mode": "prefill", "fatal": [-1]}))
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "--matrix", "pair.yaml", "--weights", "random",
+                 "--select", "prompt_index=0", "--out", "run"])  # fmt: skip
+    assert code == 3  # a cell crashed
+    assert "crash: " in capsys.readouterr().err
+    out = tmp_path / "run"
+    evs = _events(out)
+    cells = {c["id"]: c for c in json.loads((out / "matrix" / "cells.json").read_text())}
+    ended = [e for e in evs if e["event"] == "group_ended_unparked"]
+    assert len(ended) == 1 and ".transformers-compile." in ended[0]["group_id"]
+    assert ended[0]["returncode"] == 3 and ended[0]["finished"] == {"crash": 1}
+    assert "illegal memory access" in ended[0]["first_crash"]
+    finished = [cells[e["cell"]] for e in evs if e["event"] == "cell_finished"]
+    # listed order is eager first; the ended compiled group's crash is journaled before it
+    assert finished[0]["backend"] == "transformers-compile" and finished[0]["mode"] == "prefill"
+    assert [c["backend"] for c in finished[1:]] == ["transformers-compile"] + 2 * [
+        "transformers-eager"
+    ]
+    statuses = Counter(json.loads(x)["status"] for x in (out / "cells.jsonl").read_text().splitlines())  # fmt: skip
+    assert statuses == {"ok": 3, "crash": 1}
+
+
 def test_park_max_zero_keeps_the_separate_precompile_processes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

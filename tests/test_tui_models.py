@@ -129,6 +129,12 @@ def test_progress_says_groups_compile_ahead_and_wait_their_turn() -> None:
     text = "\n".join(str(line) for line in progress.log)
     assert "nothing measured meanwhile" in text
     assert f"group {gid} compiled, waiting its turn (12.5 s)" in text
+    progress.apply({"event": "group_ended_unparked", "group_id": gid, "pid": 2, "wall_ms": 30844.6,
+                    "returncode": 3, "signal": None, "finished": {"crash": 1},
+                    "first_crash": "exception: RuntimeError: CUDA error"})  # fmt: skip
+    level, last = progress.log[-1]
+    assert level == "warning"
+    assert f"group {gid} ended while compiling ahead (30.8 s): exception: RuntimeError: CUDA error" in last  # fmt: skip
 
 
 def test_estimate_counts_one_compile_per_shape_growing_with_the_model() -> None:

@@ -277,7 +277,7 @@ def print_dry_run(request: Any) -> None:
     with the estimate; the 24 h confirmation is reported, not raised."""
     import dataclasses
 
-    from kit.matrix.estimate import LONG_RUN_S, estimate_s, fmt_duration
+    from kit.matrix.estimate import LONG_RUN_S, estimate_s, fmt_duration, recompile_storms
     from kit.runner.plan import groups_in_order, plan
 
     planned = plan(dataclasses.replace(request, yes=True))
@@ -306,6 +306,8 @@ def print_dry_run(request: Any) -> None:
         here = models_of(gpu_record())
     for line in skip_done_lines(planned.skipped_done, here):
         print(line)
+    for storm in recompile_storms(planned.cells):
+        print(f"warning: {storm.warning()}")
     if total > LONG_RUN_S and not request.yes:
         print(f"over {fmt_duration(LONG_RUN_S)}: kit run would ask for --yes")
     print("dry run: nothing was started and no directory was written")

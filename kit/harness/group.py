@@ -176,7 +176,7 @@ def first_call(
 ) -> tuple[Timed, dict[str, Any], Exception | None]:
     """The cell's first call after torch.compile (repetition -1), which compiles its shapes:
     (its timing, the compiler counters' delta, the error it raised or None). `hooked`: the
-    test hook may fail it (the separate precompile's calls only). The call's construction
+    test hook may fail it (precompile's calls only: separate, or ahead before parking). The call's construction
     and setup raise as they are; an error of the call itself is returned, with its message
     in the delta's `error`."""
     before = backend.compile_counters()
@@ -206,12 +206,17 @@ def error_text(err: BaseException, limit: int = 300) -> str:
 
 
 def compile_call(
-    backend: Backend, cell: dict[str, Any], prompt_ids: list[list[int]], out: Emitter
+    backend: Backend,
+    cell: dict[str, Any],
+    prompt_ids: list[list[int]],
+    out: Emitter,
+    hooked: bool = False,
 ) -> dict[str, Any]:
     """The first call after torch.compile for this cell's shapes: the compile phase, reported
     on its own (a `phase` event), never a warmup sample. Returns the compiler counters' delta;
-    raises what the call raised unless the cell keeps going (on_error: continue, not fatal)."""
-    timed, delta, error = first_call(backend, cell, prompt_ids)
+    raises what the call raised unless the cell keeps going (on_error: continue, not fatal).
+    `hooked`: a call made ahead, before parking (the test hook may fail it, as first_call)."""
+    timed, delta, error = first_call(backend, cell, prompt_ids, hooked=hooked)
     if error is not None:
         # Under on_error: continue the compile call's error is logged and the timed calls
         # go on (each failing one is an error sample); otherwise the cell crashes.
@@ -532,7 +537,7 @@ def _compile_ahead(
         if backend.skip_reason(cell) or (precheck and precheck(cell, ids)):
             continue
         try:
-            compiled[cell["id"]] = compile_call(backend, cell, ids, out)
+            compiled[cell["id"]] = compile_call(backend, cell, ids, out, hooked=True)
         except Exception as err:
             out.log(traceback.format_exc(), level="error")
             if device_fatal(err) or backend.is_fatal(err):

@@ -10,6 +10,7 @@ parallel, so a run is often shorter than this serial sum: an upper bound on purp
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from functools import cache
 
@@ -32,12 +33,14 @@ def estimate_s(
     past: dict[tuple[str, str, str, str], float],
 ) -> tuple[float, int]:
     """(estimated seconds, cells whose estimate comes from a past run)."""
+    cells_seen: list[Cell] = []
     total, from_past = 0.0, 0
     billions: dict[str, float] = {}  # group -> its model's parameters, in billions
     shapes: dict[str, set[tuple[object, ...]]] = {}  # compiled group -> its input shapes
     dynamic: dict[str, bool] = {}
     for cell in cells:
         dev = device or cell.device
+        cells_seen.append(cell.replace(device=dev))
         n = (reps or cell.repetitions) + (cell.warmup if warmup is None else warmup)
         key = (cell.backend, cell.model, cell.mode, dev)
         if key in past:
@@ -51,12 +54,61 @@ def estimate_s(
             shape = (cell.mode, cell.token_len, cell.scenario, cell.prompt_index, cell.batch_size)
             shapes.setdefault(group, set()).add(shape)
             dynamic[group] = bool((cell.compile or {}).get("dynamic"))
+    storms = {s.group: s for s in recompile_storms(cells_seen)}
     for group, seen in shapes.items():
-        # one compile per input shape; dynamic shapes: the first, then one symbolic recompile
+        # one compile per input shape; dynamic shapes: the first, then one symbolic recompile;
+        # a static-shape decode: one per cache length, up to dynamo's limit (see below)
         count = min(len(seen), 2) if dynamic[group] else len(seen)
+        if group in storms:
+            count = max(count, storms[group].limit)
         total += count * (COMPILE_BASE_S + COMPILE_PER_BPARAM_S * billions[group])
     starts = sum(GROUP_OVERHEAD_S + LOAD_PER_BPARAM_S * b for b in billions.values())
     return total + starts, from_past
+
+
+DECODE_MODES = ("kv_decode", "e2e_kv", "generate")
+DEFAULT_RECOMPILE_LIMIT = 64  # the kit's (transformers_backend); dynamo's own is 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Storm:
+    """A compiled group whose decode frames will outrun dynamo's recompile limit."""
+
+    group: str  # the group id
+    limit: int
+    new_tokens: int  # the decode cells' max_new_tokens
+    cells: int  # the group's cells, all of which run after the limit is reached
+
+    def warning(self) -> str:
+        return (
+            f"group {self.group}: compile dynamic: false with a dynamic KV cache and "
+            f"{self.new_tokens} new tokens: every decode step is a new cache length, so one "
+            f"cell needs more compiles than dynamo's recompile limit ({self.limit}); past it "
+            "the frame runs eager under the compiled label, and the group's cells measured "
+            f"from then on (of its {self.cells}) are `degraded`. Use compile.dynamic: true (or "
+            "leave it unset), cache: static, or a compile.recompile_limit above the new tokens"
+        )
+
+
+def recompile_storms(cells: Iterable[Cell]) -> list[Storm]:
+    """Compiled groups certain to hit dynamo's recompile limit: static shapes (`dynamic:
+    false`), a dynamic cache, and a decode cell whose new tokens alone exceed the limit
+    (its prefill and each later step: one cache length per token). A lower bound: prompts of other lengths add
+    shapes, so a group below it may still reach the limit (the run's verdict says so)."""
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell.backend == "transformers-compile":
+            groups.setdefault(cell.group_id(), []).append(cell)
+    out = []
+    for gid, members in groups.items():
+        cfg = members[0].compile or {}
+        if cfg.get("dynamic") is not False or members[0].cache != "dynamic":
+            continue
+        limit = int(cfg.get("recompile_limit") or DEFAULT_RECOMPILE_LIMIT)
+        decode = [c.max_new_tokens for c in members if c.mode in DECODE_MODES]
+        if decode and max(decode) > limit:
+            out.append(Storm(gid, limit, max(decode), len(members)))
+    return out
 
 
 @cache

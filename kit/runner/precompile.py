@@ -193,7 +193,7 @@ def run_parked(sweep: Any, groups: list[list[Cell]], inputs: dict[str, dict[str,
             sweep, [g for g in window if g[0].backend in COMPILED_BACKENDS], inputs
         )
         try:
-            for group in window:
+            for group in _ended_first(window, parked):
                 if sweep.controls.stopping:
                     return False
                 gid = group[0].group_id()
@@ -300,10 +300,45 @@ def _park_one(
             break
     started.pop(id(proc), None)  # parked (its group's clock starts again when adopted)
     wall_ms = round((time.monotonic_ns() - spawn_ns) / 1e6, 1)
-    sweep.record({"event": "group_parked" if parked else "group_ended_unparked",
-                  "group_id": gid, "pid": getattr(proc, "pid", None),
-                  "wall_ms": wall_ms})  # fmt: skip
+    event: dict[str, Any] = {"event": "group_parked" if parked else "group_ended_unparked",
+                             "group_id": gid, "pid": getattr(proc, "pid", None),
+                             "wall_ms": wall_ms}  # fmt: skip
+    if not parked:
+        # Said now, not only at the group's turn (a sweep stopped before it would never say).
+        info = proc.wait(timeout_s=30.0)
+        event.update(returncode=info.returncode, signal=info.signal, **_ended_how(buffered))
+    sweep.record(event)
     return Parked(job, proc, lines, spawn_ns, buffered, parked, wall_ms)
+
+
+def _ended_how(buffered: list[str]) -> dict[str, Any]:
+    """What a process that ended before parking had recorded: the cells it finished by
+    status, and the first crash reason."""
+    statuses: dict[str, int] = {}
+    first = ""
+    for line in buffered:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(event, dict) or event.get("event") != "cell_finished":
+            continue
+        status = str(event.get("status"))
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == "crash" and not first:
+            first = str((event.get("reasons") or [""])[0])[:300]
+    return {"finished": statuses, "first_crash": first or None}
+
+
+def _ended_first(window: list[list[Cell]], parked: dict[str, Parked]) -> list[list[Cell]]:
+    """The window's groups in listed order, except that those whose process ended while
+    compiling ahead come first: their records (a crash in a compile call) are journaled at
+    once instead of being lost when the sweep is stopped before their turn, and their
+    processes hold nothing while the parked ones wait."""
+    ended = {gid for gid, p in parked.items() if not p.parked}
+    return [g for g in window if g[0].group_id() in ended] + [
+        g for g in window if g[0].group_id() not in ended
+    ]
 
 
 def _is_parked(line: str) -> bool:

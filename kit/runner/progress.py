@@ -49,6 +49,10 @@ class ProgressLine:
                 force=True,
                 newline=True,
             )
+        elif name == "log" and event.get("level") == "warning" and event.get("plan"):
+            # the plan's warnings (kit.matrix.estimate.recompile_storms), said before cells run
+            self._emit(f"warning: {event.get('message')}", force=True, newline=True)
+            return
         elif name == "cell_finished":
             self.done += 1
             self.done_here += 1

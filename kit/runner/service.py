@@ -17,7 +17,7 @@ from typing import Any
 from kit import __version__
 from kit.errors import KitError
 from kit.matrix import Cell
-from kit.matrix.estimate import estimate_s
+from kit.matrix.estimate import estimate_s, recompile_storms
 from kit.runner.journal import finished_cells
 from kit.runner.plan import RunRequest, plan, resolved_order
 from kit.runner.sweep import (
@@ -316,6 +316,9 @@ def _execute(
     )
     for note in notes or []:
         sweep.record({"event": "log", "level": "info", "message": note})
+    for storm in recompile_storms(cells):
+        sweep.record({"event": "log", "level": "warning", "plan": True,
+                      "group_id": storm.group, "message": storm.warning()})  # fmt: skip
     samplers: list[Any] = []
     completed = False
     try:

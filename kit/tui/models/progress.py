@@ -143,9 +143,18 @@ class RunProgress:
         elif name == "precompile_phase_started":
             self.phase = f"compiling {len(event.get('groups') or [])} group(s) ahead"
             self.note("info", f"compiling ahead, nothing measured meanwhile: {', '.join(event.get('groups') or [])}")  # fmt: skip
-        elif name in ("group_parked", "group_ended_unparked"):
-            how = "compiled, waiting its turn" if name == "group_parked" else "ended before parking"
-            self.note("info", f"group {event.get('group_id')} {how} ({float(event.get('wall_ms') or 0) / 1000:.1f} s)")  # fmt: skip
+        elif name == "group_parked":
+            self.note("info", f"group {event.get('group_id')} compiled, waiting its turn ({float(event.get('wall_ms') or 0) / 1000:.1f} s)")  # fmt: skip
+        elif name == "group_ended_unparked":
+            why = event.get("first_crash") or (
+                f"exit {event['returncode']}" if event.get("returncode") is not None else ""
+            )
+            self.note(
+                "warning" if why else "info",
+                f"group {event.get('group_id')} ended while compiling ahead"
+                f" ({float(event.get('wall_ms') or 0) / 1000:.1f} s){': ' + str(why) if why else ''}"
+                "; it is measured first, its other cells in a fresh process",
+            )
         elif name == "group_spawned":
             self.phase = "starting the group process"
             self.note("info", f"group {event.get('group_id')} attempt {event.get('attempt')}")
