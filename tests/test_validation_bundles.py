@@ -15,7 +15,7 @@ BUNDLES = {
     "h100-tr126-baseline.tar.gz": "18 crash, 18 ok",
     "h100-tr126-dynamic-qwen.tar.gz": "INCOMPLETE run (9 cells missing)",  # stopped by a time limit
     # 2026-12-07, prompts from the GPT-2 tokenizer: phase-2 dynamic, padded GPT-2, baseline 25m
-    "h100-tr126.tar.gz": "18 crash, 126 ok",
+    "h100-tr126.tar.gz": "18 crash, 11 degraded, 55 missing, 168 ok",  # phase 3 gpt2-100m in part
     "h100-tr147.tar.gz": "70 ok",  # TR147 v1-prefill, the H100 side of its portability question
 }
 
