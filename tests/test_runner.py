@@ -281,11 +281,14 @@ def test_a_frame_past_dynamos_recompile_limit_is_not_called_compiled(tmp_path: P
     assert len(by_group["tight"]) == 2
     for ev in by_group["tight"]:  # the first cell hit the limit; the second inherits it
         assert ev["status"] == "degraded"
-        assert any("did not compile" in r and "eager" in r for r in ev["reasons"]), ev["reasons"]
+        assert any("hit its recompile limit (2) on 1 frame(s)" in r and "eager" in r
+                   for r in ev["reasons"]), ev["reasons"]  # fmt: skip
         counters = ev["evidence"]["group_counters"]
         assert counters["frames_total"] > counters["frames_ok"]
+        assert counters["recompile_limit_hits"] == 1
     (roomy,) = by_group["roomy"]
-    assert not any("did not compile" in r for r in roomy["reasons"]), roomy["reasons"]
+    assert not any("recompile limit" in r for r in roomy["reasons"]), roomy["reasons"]
+    assert roomy["evidence"]["group_counters"]["recompile_limit_hits"] == 0
     assert roomy["evidence"]["group_counters"]["unique_graphs"] >= 5  # prefill + 4 steps
     assert "during_timed_calls" in roomy["evidence"]["first_call_counters"]
 

@@ -148,6 +148,14 @@ class TransformersBackend:
             # Hits: this process found its graphs in the group's own (precompiled) cache.
             "fxgraph_cache_hit": int(counters["inductor"]["fxgraph_cache_hit"]),
             "fxgraph_cache_miss": int(counters["inductor"]["fxgraph_cache_miss"]),
+            # Frames dynamo gave up on at its recompile limit (they run eager from then on).
+            "recompile_limit_hits": int(
+                sum(
+                    n
+                    for reason, n in counters["unimplemented"].items()
+                    if str(reason).startswith(RECOMPILE_LIMIT_MARK)
+                )
+            ),
         }
 
     def _inputs(
@@ -350,19 +358,33 @@ class TransformersBackend:
             reasons.append(
                 "no Inductor output code in the group's fresh cache dir: not compiled by Inductor"
             )
-        reasons.extend(_dynamo_fallbacks(after, compile_delta))
+        limit = int(self.torch._dynamo.config.recompile_limit)
+        reasons.extend(_dynamo_fallbacks(after, compile_delta, limit))
         return Verdict(reasons, evidence)
 
 
-def _dynamo_fallbacks(group: dict[str, Any], compile_delta: dict[str, Any]) -> list[str]:
+RECOMPILE_LIMIT_MARK = "Dynamo recompile limit exceeded"  # dynamo's unimplemented() gb_type
+
+
+def _dynamo_fallbacks(
+    group: dict[str, Any], compile_delta: dict[str, Any], limit: int | None = None
+) -> list[str]:
     """Reasons from dynamo's counters. A frame dynamo gave up on anywhere in this process so
     far (its recompile limit, or a compile failure) runs EAGER from then on, for this cell
     and every later one: it is counted over the group process, not the cell. A graph compiled
     during this cell's timed calls put compile time in its samples."""
     eager = int(group.get("frames_total", 0)) - int(group.get("frames_ok", 0))
+    hits = int(group.get("recompile_limit_hits", 0))
     timed = compile_delta.get("during_timed_calls") or {}
     reasons = []
-    if eager > 0:
+    if hits > 0:
+        reasons.append(
+            f"dynamo hit its recompile limit ({limit}) on {hits} frame(s) in this group "
+            "process so far: from then on a shape it had not compiled runs eager, under the "
+            "compiled label; use dynamic shapes, a static cache, or a compile.recompile_limit "
+            "above the shapes the group makes"
+        )
+    elif eager > 0:
         reasons.append(
             f"dynamo did not compile {eager} frame(s) in this group process so far (its "
             "recompile limit, or a compile failure): such frames run eager from then on, under "
