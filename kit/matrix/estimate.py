@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from functools import cache
 
 from kit.errors import KitError
-from kit.harness.backends.base import KIT_RECOMPILE_LIMIT
 from kit.matrix.cell import Cell
 
 PER_REP_GUESS_S = {"prefill": 0.05, "kv_decode": 1.0, "e2e_kv": 1.0, "generate": 1.5}
@@ -41,8 +40,7 @@ def estimate_s(
     dynamic: dict[str, bool] = {}
     for cell in cells:
         dev = device or cell.device
-        placed = cell.replace(device=dev)
-        cells_seen.append(placed)
+        cells_seen.append(cell.replace(device=dev))
         n = (reps or cell.repetitions) + (cell.warmup if warmup is None else warmup)
         key = (cell.backend, cell.model, cell.mode, dev)
         if key in past:
@@ -50,7 +48,7 @@ def estimate_s(
         else:
             per_rep = PER_REP_GUESS_S.get(cell.mode, 1.0)
         total += n * per_rep * max(1, cell.concurrency)
-        group = placed.group_id()
+        group = cell.replace(device=dev).group_id()
         billions[group] = parameters(cell.model) / 1e9
         if cell.backend == "transformers-compile":
             shape = (cell.mode, cell.token_len, cell.scenario, cell.prompt_index, cell.batch_size)
@@ -69,6 +67,7 @@ def estimate_s(
 
 
 DECODE_MODES = ("kv_decode", "e2e_kv", "generate")
+DEFAULT_RECOMPILE_LIMIT = 64  # the kit's (transformers_backend); dynamo's own is 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +77,7 @@ class Storm:
     group: str  # the group id
     limit: int
     new_tokens: int  # the decode cells' max_new_tokens
-    cells: int  # the group's cells
+    cells: int  # the group's cells, all of which run after the limit is reached
 
     def warning(self) -> str:
         return (
@@ -93,10 +92,9 @@ class Storm:
 
 def recompile_storms(cells: Iterable[Cell]) -> list[Storm]:
     """Compiled groups certain to hit dynamo's recompile limit: static shapes (`dynamic:
-    false`), a dynamic cache, and a decode cell whose new tokens alone exceed the limit (its
-    prefill and each later step: one cache length per token). A lower bound: prompts of
-    other lengths add shapes, so a group below it may still reach the limit (the run's
-    verdict says so)."""
+    false`), a dynamic cache, and a decode cell whose new tokens alone exceed the limit
+    (its prefill and each later step: one cache length per token). A lower bound: prompts of other lengths add
+    shapes, so a group below it may still reach the limit (the run's verdict says so)."""
     groups: dict[str, list[Cell]] = {}
     for cell in cells:
         if cell.backend == "transformers-compile":
@@ -106,7 +104,7 @@ def recompile_storms(cells: Iterable[Cell]) -> list[Storm]:
         cfg = members[0].compile or {}
         if cfg.get("dynamic") is not False or members[0].cache != "dynamic":
             continue
-        limit = int(cfg.get("recompile_limit") or KIT_RECOMPILE_LIMIT)
+        limit = int(cfg.get("recompile_limit") or DEFAULT_RECOMPILE_LIMIT)
         decode = [c.max_new_tokens for c in members if c.mode in DECODE_MODES]
         if decode and max(decode) > limit:
             out.append(Storm(gid, limit, max(decode), len(members)))

@@ -14,7 +14,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from kit.harness.backends.base import KIT_RECOMPILE_LIMIT
 from kit.matrix import validate as v
 from kit.matrix.cell import BACKENDS, CACHES, DEVICES, DTYPES, MODES, QUANTIZATIONS, Cell
 from kit.matrix.prompts import PromptBook, builtin_prompt_book
@@ -102,7 +101,7 @@ COMPILE_KEYS = {
     "mode": "a torch.compile mode",
     "fullgraph": "true or false",
     "dynamic": "true, false or null",
-    "recompile_limit": f"an integer >= 1 (dynamo's recompile limit; the kit's default is {KIT_RECOMPILE_LIMIT})",
+    "recompile_limit": "an integer >= 1 (dynamo's recompile limit; the kit's default is 64)",
 }
 SAMPLING_KEYS = {
     "do_sample": "true or false",

@@ -8,10 +8,6 @@ from typing import Any, Protocol
 
 from kit.harness.timing import Timer
 
-# dynamo's recompile limit in a compiled group process unless the matrix sets one (dynamo's
-# own default, 8, would turn a decode's growing cache into eager frames almost at once).
-KIT_RECOMPILE_LIMIT = 64
-
 
 @dataclasses.dataclass
 class Call:

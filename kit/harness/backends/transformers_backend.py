@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kit.harness.backends.base import KIT_RECOMPILE_LIMIT, Call, Verdict, left_pad
+from kit.harness.backends.base import Call, Verdict, left_pad
 from kit.harness.timing import Timer
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -92,9 +92,7 @@ class TransformersBackend:
         # the verdict either way.
         limit = cfg.get("recompile_limit")
         torch._dynamo.config.recompile_limit = (
-            int(limit)
-            if limit
-            else max(KIT_RECOMPILE_LIMIT, int(torch._dynamo.config.recompile_limit))
+            int(limit) if limit else max(64, int(torch._dynamo.config.recompile_limit))
         )
         if not self.spec["cells"][0].get("cudagraphs", True):
             inductor_config.triton.cudagraphs = False
