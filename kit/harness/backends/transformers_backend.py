@@ -89,7 +89,8 @@ class TransformersBackend:
         # recompile. Past the default limit (8) dynamo silently runs the frame EAGER, which
         # would make later "compiled" cells fake. Raise it, and record it.
         # A matrix may set its own (`compile.recompile_limit`); a frame past it is detected in
-        # the verdict either way.
+        # the verdict either way. (kit.matrix.estimate.DEFAULT_RECOMPILE_LIMIT repeats the 64:
+        # the UI side never imports the harness.)
         limit = cfg.get("recompile_limit")
         torch._dynamo.config.recompile_limit = (
             int(limit) if limit else max(64, int(torch._dynamo.config.recompile_limit))
